@@ -1,0 +1,293 @@
+"""The generation engine: prompt in, continuation out, one token at a time with the model's state carried along.
+
+`Generator.stream` yields a `TokenEvent` per token as it is produced; `Generator.generate` runs the same loop to the
+end. Both decode incrementally: the LSTM carries its (h, c), the GPT its KV cache, so each new token costs one
+position, never a recompute of the whole sequence.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lm.checkpoint import LoadedModel, load_model_dir
+from lm.sampling import ProcessorChain
+from lm.tokenizers import Tokenizer
+
+FINISH_REASONS = ("length", "eos", "stop", "time_limit")
+MAX_SEED = 2**63
+
+
+@dataclass
+class Alternative:
+    id: int
+    text: str
+    prob: float
+
+
+@dataclass
+class TokenEvent:
+    index: int  # which returned sequence
+    id: int
+    text: str  # visible text this token adds ("" while a possible stop string is held back)
+    logprob: float
+    alternatives: list[Alternative] | None = None
+
+
+@dataclass
+class Choice:
+    text: str
+    finish_reason: str
+    tokens: list[TokenEvent] = field(default_factory=list)
+
+
+@dataclass
+class GenerationResult:
+    choices: list[Choice]
+    prompt_tokens: int
+    seed: int
+    elapsed: float  # seconds
+
+    @property
+    def text(self) -> str:
+        return self.choices[0].text
+
+    @property
+    def finish_reason(self) -> str:
+        return self.choices[0].finish_reason
+
+    @property
+    def tokens(self) -> list[TokenEvent]:
+        return self.choices[0].tokens
+
+
+@dataclass
+class GenerationOptions:
+    max_new_tokens: int = 100
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    repetition_penalty: float = 1.0
+    seed: int | None = None
+    stop: Sequence[str] = ()
+    num_return_sequences: int = 1
+    stop_at_eos: bool = True
+    top_alternatives: int = 0
+    time_limit: float | None = None
+
+    def __post_init__(self) -> None:
+        _int_at_least("max_new_tokens", self.max_new_tokens, 0)
+        _int_at_least("num_return_sequences", self.num_return_sequences, 1)
+        _int_at_least("top_alternatives", self.top_alternatives, 0)
+        if self.seed is not None:
+            _int_at_least("seed", self.seed, 0)
+            if self.seed >= MAX_SEED:
+                raise ValueError(f"seed must be an integer in [0, 2**63), got {self.seed}")
+        if isinstance(self.stop, str):
+            self.stop = [self.stop]
+        if not isinstance(self.stop, (list, tuple)) or not all(isinstance(s, str) and s for s in self.stop):
+            raise ValueError("stop must be a list of non-empty strings")
+        if not isinstance(self.stop_at_eos, bool):
+            raise ValueError(f"stop_at_eos must be true or false, got {self.stop_at_eos!r}")
+        if self.time_limit is not None:
+            if isinstance(self.time_limit, bool) or not isinstance(self.time_limit, (int, float)) or not self.time_limit > 0:
+                raise ValueError(f"time_limit must be a number of seconds > 0, got {self.time_limit!r}")
+
+
+def _int_at_least(name: str, value: Any, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+
+
+class _TextTracker:
+    """Turns one sequence's token ids into visible text: incremental decoding (a token's text may depend on its
+    neighbours, and byte-level tokens can end mid-character) and stop strings that may span tokens."""
+
+    def __init__(self, tokenizer: Tokenizer, stop: Sequence[str]) -> None:
+        self.tokenizer = tokenizer
+        self.stop = list(stop)
+        self.ids: list[int] = []
+        self.prefix_offset = 0  # decoding restarts here, so a token sees its left neighbour
+        self.read_offset = 0  # text up to here is already in `raw`
+        self.raw = ""  # everything decoded so far
+        self.emitted = 0  # characters of `raw` handed out in events
+
+    def push(self, token_id: int, last: bool) -> tuple[str, bool]:
+        """Add a token; returns (text to emit now, whether a stop string was reached)."""
+        self.ids.append(token_id)
+        before = self.tokenizer.decode(self.ids[self.prefix_offset : self.read_offset])
+        after = self.tokenizer.decode(self.ids[self.prefix_offset :])
+        if len(after) > len(before) and not after.endswith("\ufffd"):
+            search_from = max(0, len(self.raw) - max((len(s) for s in self.stop), default=0))
+            self.raw += after[len(before) :]
+            self.prefix_offset, self.read_offset = self.read_offset, len(self.ids)
+            hits = [i for i in (self.raw.find(s, search_from) for s in self.stop) if i >= 0]
+            if hits:
+                end = min(hits)
+                self.raw = self.raw[:end]
+                return self._emit_until(max(end, self.emitted)), True
+        if last:
+            return self._emit_until(len(self.raw)), False
+        return self._emit_until(len(self.raw) - self._held_back()), False
+
+    def _held_back(self) -> int:
+        """Length of the longest tail of `raw` that could still grow into a stop string."""
+        longest = 0
+        for s in self.stop:
+            for k in range(min(len(s) - 1, len(self.raw)), longest, -1):
+                if self.raw.endswith(s[:k]):
+                    longest = k
+                    break
+        return longest
+
+    def _emit_until(self, end: int) -> str:
+        end = max(end, self.emitted)
+        text, self.emitted = self.raw[self.emitted : end], end
+        return text
+
+
+class GenerationStream:
+    """Iterate for `TokenEvent`s; `result` holds the `GenerationResult` once iteration has ended."""
+
+    def __init__(self, events: Iterator[TokenEvent]) -> None:
+        self._events = events
+        self.result: GenerationResult | None = None
+
+    def __iter__(self) -> Iterator[TokenEvent]:
+        return self._events
+
+    def __next__(self) -> TokenEvent:
+        return next(self._events)
+
+    def close(self) -> None:
+        """Stop generating; no more tokens are computed."""
+        self._events.close()
+
+
+class Generator:
+    """A loaded model directory, ready to continue prompts. Safe to share between threads."""
+
+    def __init__(self, loaded: LoadedModel, device: str | torch.device = "cpu") -> None:
+        self.loaded = loaded
+        self.model = loaded.model
+        self.tokenizer = loaded.tokenizer
+        self.config = loaded.config
+        self.path = loaded.path
+        self.name = loaded.path.resolve().name
+        self.model_type = loaded.model_type
+        self.num_parameters = self.model.num_parameters()
+        self.context_length: int | None = self.model.context_length
+        self.device = torch.device(device)
+
+    def generate(self, prompt: str = "", **options: Any) -> GenerationResult:
+        stream = self.stream(prompt, **options)
+        for _ in stream:
+            pass
+        return stream.result
+
+    def stream(self, prompt: str = "", **options: Any) -> GenerationStream:
+        """Validates the options at once (ValueError), then generates lazily as the stream is iterated."""
+        if not isinstance(prompt, str):
+            raise ValueError(f"prompt must be a string, got {type(prompt).__name__}")
+        try:
+            opts = GenerationOptions(**options)
+        except TypeError:
+            unknown = sorted(set(options) - set(GenerationOptions.__dataclass_fields__))
+            raise ValueError(
+                f"unknown option(s) {', '.join(unknown)}; allowed: {', '.join(GenerationOptions.__dataclass_fields__)}"
+            ) from None
+        if opts.top_alternatives > self.tokenizer.vocab_size:
+            raise ValueError(f"top_alternatives must be at most the vocabulary size {self.tokenizer.vocab_size}")
+        suppress = [self.tokenizer.unk_id] if self.tokenizer.unk_id is not None else []
+        chain = ProcessorChain(opts.temperature, opts.top_k, opts.top_p, opts.repetition_penalty, suppress)
+        seed = opts.seed if opts.seed is not None else int.from_bytes(os.urandom(8), "little") % MAX_SEED
+        stream = GenerationStream(iter(()))
+        stream._events = self._run(prompt, opts, chain, seed, stream)
+        return stream
+
+    def _run(self, prompt: str, opts: GenerationOptions, chain: ProcessorChain, seed: int, stream: GenerationStream):
+        started = time.perf_counter()
+        prompt_ids = self.tokenizer.encode(prompt)
+        batch = opts.num_return_sequences
+        trackers = [_TextTracker(self.tokenizer, opts.stop) for _ in range(batch)]
+        choices = [Choice(text="", finish_reason="length") for _ in range(batch)]
+        rng = torch.Generator().manual_seed(seed)
+        window = self._window(prompt_ids or [self.tokenizer.start_id])
+        with torch.inference_mode():
+            history = torch.tensor([window] * batch, dtype=torch.long, device=self.device)  # (B, T)
+            state = self.model.init_state(batch, self.device)
+            output = self.model(history, state)
+            state = output.state
+            logits = output.logits[:, -1]  # (B, V)
+            active = list(range(batch))
+            for step in range(opts.max_new_tokens):
+                view, sampling = chain(logits, history)
+                next_ids = chain.choose_next(sampling, rng)  # (B,)
+                log_probs = view.log_softmax(dim=-1)
+                out_of_time = opts.time_limit is not None and time.perf_counter() - started >= opts.time_limit
+                last_step = step == opts.max_new_tokens - 1
+                for b in list(active):
+                    token_id = int(next_ids[b])
+                    reason = None
+                    if opts.stop_at_eos and token_id == self.tokenizer.eos_id:
+                        reason = "eos"
+                    elif out_of_time:
+                        reason = "time_limit"
+                    elif last_step:
+                        reason = "length"
+                    if reason == "eos":
+                        text, stopped = trackers[b]._emit_until(len(trackers[b].raw)), False
+                    else:
+                        text, stopped = trackers[b].push(token_id, last=reason is not None)
+                    if stopped:
+                        reason = "stop"
+                    event = TokenEvent(b, token_id, text, float(log_probs[b, token_id]))
+                    if opts.top_alternatives:
+                        event.alternatives = self._alternatives(log_probs[b], opts.top_alternatives)
+                    choices[b].tokens.append(event)
+                    choices[b].text += text
+                    if reason is not None:
+                        choices[b].finish_reason = reason
+                        active.remove(b)
+                    yield event
+                if not active:
+                    break
+                history = torch.cat([history, next_ids[:, None]], dim=1)
+                output = self.model(next_ids[:, None], self._room_for_one(state, history))
+                state, logits = output.state, output.logits[:, -1]
+        stream.result = GenerationResult(choices, len(prompt_ids), seed, time.perf_counter() - started)
+
+    def _window(self, ids: list[int]) -> list[int]:
+        """A GPT sees at most its context: a longer prompt keeps its last window."""
+        return ids if self.context_length is None else ids[-self.context_length :]
+
+    def _room_for_one(self, state, history: torch.Tensor):
+        """Before feeding one more token to a GPT whose cache is full and cannot slide (learned positions),
+        re-encode the last half-context so decoding goes on with as much context as fits."""
+        if self.context_length is None or not self.model.needs_reencode_to_slide:
+            return state
+        if state.length < self.context_length:
+            return state
+        keep = history[:, -(self.context_length // 2) : -1]
+        fresh = self.model.init_state(history.shape[0], self.device)
+        self.model(keep, fresh)
+        return fresh
+
+    def _alternatives(self, log_probs: torch.Tensor, n: int) -> list[Alternative]:
+        top = torch.topk(log_probs, n)
+        return [
+            Alternative(int(i), self.tokenizer.token_text(int(i)), float(lp.exp()))
+            for lp, i in zip(top.values, top.indices)
+            if lp > float("-inf")
+        ]
+
+
+def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> Generator:
+    """Load any model directory for generation."""
+    return Generator(load_model_dir(Path(path), device=device), device=device)

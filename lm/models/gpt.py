@@ -1,0 +1,216 @@
+"""A small decoder-only transformer (GPT), in the manner of nanoGPT.
+
+Pre-LayerNorm blocks, causal scaled_dot_product_attention, GELU MLP, learned or rotary positions, tied input and
+output embeddings. For generation, a KV cache makes each new token cost one position, and the cache slides when a
+generation runs past the context length.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from lm.models.output import ModelOutput
+
+POSITION_KINDS = ("rotary", "learned")
+
+
+@dataclass
+class GPTConfig:
+    vocab_size: int
+    context_length: int = 256
+    n_layer: int = 6
+    n_head: int = 6
+    n_embd: int = 384
+    dropout: float = 0.1
+    bias: bool = False
+    positions: str = "rotary"
+    rope_base: float = 10000.0
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "context_length", "n_layer", "n_head", "n_embd"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"gpt {name} must be >= 1, got {getattr(self, name)}")
+        if self.n_embd % self.n_head:
+            raise ValueError(f"gpt n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+        if self.positions not in POSITION_KINDS:
+            raise ValueError(f"gpt positions must be one of {', '.join(POSITION_KINDS)}, got {self.positions!r}")
+        if self.positions == "rotary" and (self.n_embd // self.n_head) % 2:
+            raise ValueError("gpt rotary positions need an even head size (n_embd / n_head)")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"gpt dropout must be in [0, 1), got {self.dropout}")
+
+
+class KVCache:
+    """Keys and values of every layer for the positions seen so far; `offset` counts positions dropped off the front."""
+
+    def __init__(self, n_layer: int) -> None:
+        self.keys: list[torch.Tensor | None] = [None] * n_layer
+        self.values: list[torch.Tensor | None] = [None] * n_layer
+        self.offset = 0
+
+    @property
+    def length(self) -> int:
+        return 0 if self.keys[0] is None else self.keys[0].shape[2]
+
+    def append(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.keys[layer] is not None:
+            k = torch.cat([self.keys[layer], k], dim=2)
+            v = torch.cat([self.values[layer], v], dim=2)
+        self.keys[layer], self.values[layer] = k, v
+        return k, v
+
+    def drop_front(self, n: int) -> None:
+        self.keys = [k[:, :, n:] for k in self.keys]
+        self.values = [v[:, :, n:] for v in self.values]
+        self.offset += n
+
+
+def rotary_tables(positions: torch.Tensor, head_size: int, base: float) -> tuple[torch.Tensor, torch.Tensor]:
+    inv_freq = 1.0 / base ** (torch.arange(0, head_size, 2, device=positions.device).float() / head_size)
+    angles = positions.float()[:, None] * inv_freq[None, :]  # (T, hs/2)
+    return angles.cos(), angles.sin()
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    x1, x2 = x[..., 0::2], x[..., 1::2]  # (B, nh, T, hs/2) each
+    rotated = torch.stack([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+    return rotated.flatten(-2).type_as(x)
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.n_head = config.n_head
+        self.head_size = config.n_embd // config.n_head
+        self.dropout = config.dropout
+        self.qkv = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
+        self.proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.resid_dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x, rope, cache: KVCache | None, layer: int, past: int) -> torch.Tensor:
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).split(C, dim=2)
+        q, k, v = (t.view(B, T, self.n_head, self.head_size).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
+        if rope is not None:
+            q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
+        if cache is not None:
+            k, v = cache.append(layer, k, v)  # (B, nh, past + T, hs)
+        if past == 0:
+            mask, causal = None, T > 1
+        elif T == 1:
+            mask, causal = None, False  # one new query sees every cached key
+        else:
+            # query i (absolute past + i) may see keys 0 .. past + i
+            mask = torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(diagonal=past)
+            causal = False
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, is_causal=causal, dropout_p=self.dropout if self.training else 0.0
+        )
+        y = y.transpose(1, 2).contiguous().view(B, T, C)
+        return self.resid_dropout(self.proj(y))
+
+
+class MLP(nn.Module):
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
+        self.proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.proj(F.gelu(self.fc(x))))
+
+
+class Block(nn.Module):
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.attn = CausalSelfAttention(config)
+        self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.mlp = MLP(config)
+
+    def forward(self, x, rope, cache: KVCache | None, layer: int, past: int) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), rope, cache, layer, past)
+        return x + self.mlp(self.ln_2(x))
+
+
+class GPT(nn.Module):
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.wte = nn.Embedding(config.vocab_size, config.n_embd)
+        self.wpe = nn.Embedding(config.context_length, config.n_embd) if config.positions == "learned" else None
+        self.drop = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
+        self.ln_f = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.lm_head.weight = self.wte.weight  # weight tying: one tensor for both ends
+        self.apply(self._init_weights)
+        for name, p in self.named_parameters():
+            if name.endswith("proj.weight"):  # GPT-2's scaled init of residual projections
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+    @property
+    def context_length(self) -> int:
+        return self.config.context_length
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def init_state(self, batch_size: int, device: torch.device | str = "cpu") -> KVCache:
+        return KVCache(self.config.n_layer)
+
+    @staticmethod
+    def detach_state(state: KVCache | None) -> KVCache | None:
+        return state
+
+    def forward(self, tokens: torch.Tensor, state: KVCache | None = None) -> ModelOutput:
+        """tokens (B, T) -> logits (B, T, V). With a cache, the tokens continue the cached sequence."""
+        B, T = tokens.shape
+        past = 0 if state is None else state.length
+        if past + T > self.config.context_length:
+            if state is None or T > self.config.context_length:
+                raise ValueError(f"sequence of {past + T} tokens exceeds the context length {self.context_length}")
+            self._make_room(state, T)
+            past = state.length
+        start = past + (state.offset if state is not None else 0)
+        positions = torch.arange(start, start + T, device=tokens.device)
+        x = self.wte(tokens)  # (B, T, C)
+        rope = None
+        if self.wpe is not None:
+            x = x + self.wpe(positions - (state.offset if state is not None else 0))
+        else:
+            rope = rotary_tables(positions, self.config.n_embd // self.config.n_head, self.config.rope_base)
+        x = self.drop(x)
+        for layer, block in enumerate(self.blocks):
+            x = block(x, rope, state, layer, past)  # past: cached positions before these
+        logits = self.lm_head(self.ln_f(x))  # (B, T, V)
+        return ModelOutput(logits=logits, state=state)
+
+    def _make_room(self, state: KVCache, new_tokens: int) -> None:
+        """Slide the cache so `new_tokens` more fit in the context.
+
+        Rotary keys carry their absolute rotation and attention only sees position differences, so dropping the
+        oldest entries keeps every remaining key valid. Learned absolute positions would all shift, so the caller
+        (the generation engine) re-encodes a shorter window instead: see `needs_reencode_to_slide`.
+        """
+        overflow = state.length + new_tokens - self.config.context_length
+        if self.wpe is not None:
+            raise ValueError("a cache with learned positions cannot slide; re-encode the last window instead")
+        state.drop_front(overflow)
+
+    @property
+    def needs_reencode_to_slide(self) -> bool:
+        return self.wpe is not None

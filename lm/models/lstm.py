@@ -1,0 +1,141 @@
+"""AWD-LSTM (Merity, Keskar and Socher 2017, "Regularizing and Optimizing LSTM Language Models").
+
+Regularisation, all active only in training mode:
+- embedding dropout: whole rows of the embedding matrix (every occurrence of a word) dropped together;
+- locked (variational) dropout: one mask per sequence, shared across time, on the input, between layers and on
+  the output;
+- DropConnect ("weight drop") on each layer's hidden-to-hidden matrix, one mask per forward pass.
+The decoder shares the embedding matrix (weight tying), so the last layer's width is the embedding width.
+Returns the last layer's outputs before and after dropout for activation (AR) and temporal activation (TAR)
+regularisation.
+
+Weight drop is done by passing the dropped matrix to `torch.func.functional_call`, a public API, instead of
+patching `nn.LSTM`'s private weight attributes (what broke the reference code on most torch releases).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.func import functional_call
+
+from lm.models.output import ModelOutput
+
+LSTMState = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: h (B, H), c (B, H)
+
+
+@dataclass
+class LSTMConfig:
+    vocab_size: int
+    emb_size: int = 400
+    hidden_size: int = 1150
+    n_layers: int = 3
+    dropout: float = 0.4  # locked dropout on the last layer's output
+    dropout_hidden: float = 0.3  # locked dropout between layers
+    dropout_input: float = 0.65  # locked dropout on the embeddings
+    dropout_embedding: float = 0.1  # whole word rows of the embedding matrix
+    weight_drop: float = 0.5  # DropConnect on hidden-to-hidden weights
+    tie_weights: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "emb_size", "hidden_size", "n_layers"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"lstm {name} must be >= 1, got {getattr(self, name)}")
+        for name in ("dropout", "dropout_hidden", "dropout_input", "dropout_embedding", "weight_drop"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"lstm {name} must be in [0, 1), got {getattr(self, name)}")
+
+
+def locked_dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """x (B, T, C): one dropout mask per sequence and channel, the same at every time step."""
+    if not training or p == 0.0:
+        return x
+    mask = x.new_empty(x.shape[0], 1, x.shape[2]).bernoulli_(1 - p) / (1 - p)
+    return x * mask
+
+
+def embedding_dropout(embedding: nn.Embedding, tokens: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    weight = embedding.weight
+    if training and p > 0.0:
+        mask = weight.new_empty(weight.shape[0], 1).bernoulli_(1 - p) / (1 - p)  # (V, 1): whole rows
+        weight = weight * mask
+    return F.embedding(tokens, weight)
+
+
+class AWDLSTM(nn.Module):
+    def __init__(self, config: LSTMConfig) -> None:
+        super().__init__()
+        self.config = config
+        c = config
+        self.encoder = nn.Embedding(c.vocab_size, c.emb_size)
+        sizes = [c.emb_size] + [c.hidden_size] * (c.n_layers - 1) + [c.emb_size if c.tie_weights else c.hidden_size]
+        self.layers = nn.ModuleList(nn.LSTM(sizes[i], sizes[i + 1], batch_first=True) for i in range(c.n_layers))
+        self.decoder = nn.Linear(sizes[-1], c.vocab_size)
+        if c.tie_weights:
+            self.decoder.weight = self.encoder.weight
+        nn.init.uniform_(self.encoder.weight, -0.1, 0.1)
+        nn.init.zeros_(self.decoder.bias)
+
+    context_length = None  # an LSTM carries its state: no window
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def init_state(self, batch_size: int, device: torch.device | str = "cpu") -> LSTMState:
+        weight = self.encoder.weight
+        return [
+            (weight.new_zeros(batch_size, lstm.hidden_size, device=device),
+             weight.new_zeros(batch_size, lstm.hidden_size, device=device))
+            for lstm in self.layers
+        ]
+
+    @staticmethod
+    def detach_state(state: LSTMState | None) -> LSTMState | None:
+        """Truncated backpropagation through time: keep the values, cut the graph."""
+        return None if state is None else [(h.detach(), c.detach()) for h, c in state]
+
+    def forward(self, tokens: torch.Tensor, state: LSTMState | None = None) -> ModelOutput:
+        """tokens (B, T) -> logits (B, T, V), plus the state after the last token."""
+        c = self.config
+        B, T = tokens.shape
+        if state is None:
+            state = self.init_state(B, tokens.device)
+        x = embedding_dropout(self.encoder, tokens, c.dropout_embedding, self.training)  # (B, T, E)
+        x = locked_dropout(x, c.dropout_input, self.training)
+        new_state: LSTMState = []
+        for i, lstm in enumerate(self.layers):
+            if T == 1 and not self.training:
+                x, layer_state = self._cell_step(lstm, x, state[i])
+            else:
+                x, layer_state = self._run_layer(lstm, x, state[i])  # (B, T, H_i)
+            new_state.append(layer_state)
+            if i < len(self.layers) - 1:
+                x = locked_dropout(x, c.dropout_hidden, self.training)
+        hidden = x
+        dropped = locked_dropout(hidden, c.dropout, self.training)
+        logits = self.decoder(dropped)  # (B, T, V)
+        return ModelOutput(logits=logits, state=new_state, hidden=hidden, dropped_hidden=dropped)
+
+    def _run_layer(self, lstm: nn.LSTM, x: torch.Tensor, state):
+        h, cell = state
+        hx = (h.unsqueeze(0), cell.unsqueeze(0))  # (1, B, H)
+        if self.training and self.config.weight_drop > 0.0:
+            dropped = F.dropout(lstm.weight_hh_l0, p=self.config.weight_drop, training=True)
+            out, (h, cell) = functional_call(lstm, {"weight_hh_l0": dropped}, (x, hx), strict=False)
+        else:
+            out, (h, cell) = lstm(x, hx)
+        return out, (h.squeeze(0), cell.squeeze(0))
+
+    @staticmethod
+    def _cell_step(lstm: nn.LSTM, x: torch.Tensor, state):
+        """One time step by hand: at batch size 1, oneDNN's nn.LSTM path is several times slower than this."""
+        h, cell = state
+        gates = torch.addmm(lstm.bias_ih_l0, x[:, 0], lstm.weight_ih_l0.t())
+        gates = torch.addmm(gates + lstm.bias_hh_l0, h, lstm.weight_hh_l0.t())  # (B, 4H): i, f, g, o
+        i, f, g, o = gates.chunk(4, dim=1)
+        cell = torch.sigmoid(f) * cell + torch.sigmoid(i) * torch.tanh(g)
+        h = torch.sigmoid(o) * torch.tanh(cell)
+        return h.unsqueeze(1), (h, cell)

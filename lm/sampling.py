@@ -1,0 +1,136 @@
+"""Logits processors: small steps applied in a fixed order, each checking its own argument.
+
+Order: suppress tokens that must never be produced (`<unk>`), repetition penalty, temperature, top-k, top-p.
+Temperature 0 is not a processor: it means greedy decoding (argmax), see `choose_next`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import torch
+
+
+def _number(name: str, value, allow_int_only: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (allow_int_only and not isinstance(value, int)):
+        kind = "an integer" if allow_int_only else "a number"
+        raise ValueError(f"{name} must be {kind}, got {value!r}")
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return value
+
+
+class SuppressTokens:
+    """Tokens that are never sampled (e.g. `<unk>`): their logits become -inf."""
+
+    def __init__(self, token_ids: Iterable[int]) -> None:
+        self.token_ids = sorted(set(int(i) for i in token_ids))
+
+    def __call__(self, logits: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
+        if self.token_ids:
+            logits[:, self.token_ids] = float("-inf")
+        return logits
+
+
+class RepetitionPenalty:
+    """CTRL's penalty (Keskar et al. 2019): logits of tokens already in the sequence are divided by `penalty`
+    when positive and multiplied by it when negative. 1.0 leaves logits unchanged."""
+
+    def __init__(self, penalty: float) -> None:
+        penalty = _number("repetition_penalty", penalty)
+        if penalty <= 0:
+            raise ValueError(f"repetition_penalty must be > 0 (1.0 = off), got {penalty}")
+        self.penalty = float(penalty)
+
+    def __call__(self, logits: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
+        if self.penalty == 1.0 or history.shape[1] == 0:
+            return logits
+        seen = logits.gather(1, history)  # (B, T)
+        seen = torch.where(seen > 0, seen / self.penalty, seen * self.penalty)
+        return logits.scatter(1, history, seen)
+
+
+class Temperature:
+    def __init__(self, temperature: float) -> None:
+        temperature = _number("temperature", temperature)
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0 here (0 means greedy decoding), got {temperature}")
+        self.temperature = float(temperature)
+
+    def __call__(self, logits: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
+        return logits if self.temperature == 1.0 else logits / self.temperature
+
+
+class TopK:
+    """Keep the k most likely tokens; 0 turns the filter off."""
+
+    def __init__(self, top_k: int) -> None:
+        top_k = _number("top_k", top_k, allow_int_only=True)
+        if top_k < 0:
+            raise ValueError(f"top_k must be >= 0 (0 = off), got {top_k}")
+        self.top_k = int(top_k)
+
+    def __call__(self, logits: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
+        if self.top_k == 0 or self.top_k >= logits.shape[-1]:
+            return logits
+        kth = torch.topk(logits, self.top_k, dim=-1).values[:, -1:]  # (B, 1)
+        return logits.masked_fill(logits < kth, float("-inf"))
+
+
+class TopP:
+    """Nucleus sampling (Holtzman et al. 2019): the smallest set of tokens whose probability reaches p."""
+
+    def __init__(self, top_p: float) -> None:
+        top_p = _number("top_p", top_p)
+        if not 0 < top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+        self.top_p = float(top_p)
+
+    def __call__(self, logits: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
+        if self.top_p >= 1.0:
+            return logits
+        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+        cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
+        # drop a token when the ones before it already reach p; the most likely token always stays
+        drop = (cumulative - sorted_logits.softmax(dim=-1)) >= self.top_p
+        drop[:, 0] = False
+        return logits.masked_fill(drop.scatter(1, order, drop), float("-inf"))
+
+
+class ProcessorChain:
+    """The fixed-order chain for one set of options. `view` is the distribution shown to people (after the
+    penalty and temperature, before truncation); `sampling` is the truncated one tokens are drawn from."""
+
+    def __init__(
+        self,
+        temperature: float = 1.0,
+        top_k: int = 0,
+        top_p: float = 1.0,
+        repetition_penalty: float = 1.0,
+        suppress_ids: Sequence[int] = (),
+    ) -> None:
+        temperature = _number("temperature", temperature)
+        if temperature < 0:
+            raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature}")
+        self.greedy = temperature == 0
+        self.shaping = [SuppressTokens(suppress_ids), RepetitionPenalty(repetition_penalty)]
+        if not self.greedy:
+            self.shaping.append(Temperature(temperature))
+        self.truncation = [TopK(top_k), TopP(top_p)]
+
+    def __call__(self, logits: torch.Tensor, history: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, V) logits -> (view logits, sampling logits)."""
+        logits = logits.float()
+        for step in self.shaping:
+            logits = step(logits, history)
+        view = logits
+        for step in self.truncation:
+            logits = step(logits, history)
+        return view, logits
+
+    def choose_next(self, sampling_logits: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """(B, V) -> (B,) token ids: argmax when greedy, else a draw from the softmax."""
+        if self.greedy:
+            return sampling_logits.argmax(dim=-1)
+        probs = sampling_logits.softmax(dim=-1)
+        return torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(1).to(sampling_logits.device)

@@ -1,0 +1,189 @@
+"""Character, word and byte-level BPE tokenizers, all built on Hugging Face `tokenizers`.
+
+Each is saved as one `tokenizer.json`. The kind is read back from the file's structure, so a tokenizer file is
+self-describing: BPE model -> "bpe"; word-level with a lowercasing normalizer -> "word"; word-level otherwise -> "char".
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+from tokenizers import Regex, decoders, models, normalizers, pre_tokenizers, trainers
+from tokenizers import Tokenizer as HFTokenizer
+
+TOKENIZER_KINDS = ("char", "word", "bpe")
+UNK = "<unk>"
+EOS = "<eos>"
+
+# torchtext's basic_english splits these off as tokens of their own.
+_WORD_PUNCTUATION = "'.,\"()!?:;"
+_NO_SPACE_BEFORE = frozenset(".,!?:;)'")
+_NO_SPACE_AFTER = frozenset("('")
+
+
+class Tokenizer:
+    """A trained tokenizer: `encode`, `decode` and the special ids the generation engine needs."""
+
+    def __init__(self, hf: HFTokenizer, kind: str) -> None:
+        if kind not in TOKENIZER_KINDS:
+            raise ValueError(f"tokenizer kind must be one of {', '.join(TOKENIZER_KINDS)}, got {kind!r}")
+        self.hf = hf
+        self.kind = kind
+        self.unk_id: int | None = hf.token_to_id(UNK) if kind != "bpe" else None
+        self.eos_id: int | None = hf.token_to_id(EOS) if kind == "word" else None
+
+    @property
+    def vocab_size(self) -> int:
+        return self.hf.get_vocab_size()
+
+    @property
+    def start_id(self) -> int:
+        """The token fed to the model before an empty prompt: a line break, the most neutral context."""
+        if self.eos_id is not None:
+            return self.eos_id
+        ids = self.hf.encode("\n").ids
+        return ids[0] if len(ids) == 1 else 0
+
+    def encode(self, text: str) -> list[int]:
+        if self.kind != "word":
+            return self.hf.encode(text).ids
+        # Word level: every line break is an <eos> token, as in the AWD-LSTM data pipeline.
+        lines = text.split("\n")
+        encoded = self.hf.encode_batch(lines)
+        ids: list[int] = []
+        for i, enc in enumerate(encoded):
+            ids.extend(enc.ids)
+            if i < len(lines) - 1:
+                ids.append(self.eos_id)
+        return ids
+
+    def encode_corpus(self, text: str, chunk_chars: int = 1 << 16) -> np.ndarray:
+        """Encode a whole corpus in parallel chunks split at line breaks (never inside a token)."""
+        pieces = _split_at_newlines(text, chunk_chars)
+        if self.kind == "word":
+            ids = [np.asarray(self.encode(piece), dtype=np.int64) for piece in pieces]
+        else:
+            ids = [np.asarray(enc.ids, dtype=np.int64) for enc in self.hf.encode_batch(pieces)]
+        return np.concatenate(ids) if ids else np.zeros(0, dtype=np.int64)
+
+    def decode(self, ids: Sequence[int]) -> str:
+        ids = [int(i) for i in ids]
+        if self.kind != "word":
+            return self.hf.decode(ids, skip_special_tokens=False)
+        out: list[str] = []
+        prev: str | None = None
+        for token in (self.hf.id_to_token(i) for i in ids):
+            if token is None:
+                continue
+            if token == EOS:
+                out.append("\n")
+                prev = None
+                continue
+            if prev is not None and token not in _NO_SPACE_BEFORE and prev not in _NO_SPACE_AFTER:
+                out.append(" ")
+            out.append(token)
+            prev = token
+        return "".join(out)
+
+    def token_text(self, token_id: int) -> str:
+        """How one token reads on its own (for probability views)."""
+        if self.kind == "word":
+            return "\n" if token_id == self.eos_id else (self.hf.id_to_token(int(token_id)) or "")
+        return self.decode([token_id])
+
+    def save(self, path: str | os.PathLike) -> None:
+        from lm.atomic import atomic_write_text
+
+        atomic_write_text(path, self.hf.to_str(pretty=False))
+
+    def to_str(self) -> str:
+        return self.hf.to_str(pretty=False)
+
+    @classmethod
+    def from_str(cls, text: str) -> Tokenizer:
+        hf = HFTokenizer.from_str(text)
+        return cls(hf, _detect_kind(json.loads(text)))
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike) -> Tokenizer:
+        return cls.from_str(Path(path).read_text(encoding="utf-8"))
+
+
+def _detect_kind(spec: dict) -> str:
+    model_type = (spec.get("model") or {}).get("type")
+    if model_type == "BPE":
+        return "bpe"
+    if model_type == "WordLevel":
+        normalizer = spec.get("normalizer") or {}
+        return "word" if normalizer.get("type") == "Lowercase" else "char"
+    raise ValueError(f"unsupported tokenizer model {model_type!r} (expected char, word or bpe)")
+
+
+def _split_at_newlines(text: str, chunk_chars: int) -> list[str]:
+    pieces, start = [], 0
+    while start < len(text):
+        end = min(start + chunk_chars, len(text))
+        if end < len(text):
+            newline = text.rfind("\n", start, end)
+            end = newline + 1 if newline > start else end
+        pieces.append(text[start:end])
+        start = end
+    return pieces
+
+
+def _as_iterator(texts: str | Iterable[str]) -> Iterable[str]:
+    if isinstance(texts, str):
+        return _split_at_newlines(texts, 1 << 16)
+    return texts
+
+
+def train_tokenizer(
+    kind: str,
+    texts: str | Iterable[str],
+    vocab_size: int | None = None,
+    min_freq: int = 1,
+) -> Tokenizer:
+    """Learn a vocabulary from `texts` (one string or an iterable of strings)."""
+    if kind not in TOKENIZER_KINDS:
+        raise ValueError(f"tokenizer kind must be one of {', '.join(TOKENIZER_KINDS)}, got {kind!r}")
+    if min_freq < 1:
+        raise ValueError(f"min_freq must be >= 1, got {min_freq}")
+    if kind == "char":
+        hf = HFTokenizer(models.WordLevel(unk_token=UNK))
+        hf.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
+        hf.decoder = decoders.Fuse()
+        trainer = trainers.WordLevelTrainer(
+            vocab_size=vocab_size or 1_000_000, min_frequency=min_freq, special_tokens=[UNK]
+        )
+    elif kind == "word":
+        hf = HFTokenizer(models.WordLevel(unk_token=UNK))
+        hf.normalizer = normalizers.Lowercase()
+        hf.pre_tokenizer = pre_tokenizers.Sequence(
+            [
+                pre_tokenizers.WhitespaceSplit(),
+                pre_tokenizers.Split(Regex("[" + _WORD_PUNCTUATION.replace('"', '\\"') + "]"), "isolated"),
+            ]
+        )
+        trainer = trainers.WordLevelTrainer(
+            vocab_size=vocab_size or 10_000_000, min_frequency=min_freq, special_tokens=[UNK, EOS]
+        )
+    else:
+        if vocab_size is None or vocab_size < 257:
+            raise ValueError(f"bpe needs vocab_size >= 257 (256 bytes + merges), got {vocab_size}")
+        hf = HFTokenizer(models.BPE())
+        hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+        hf.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(
+            vocab_size=vocab_size,
+            min_frequency=min_freq,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=False,
+        )
+    if hasattr(trainer, "show_progress"):
+        trainer.show_progress = False
+    hf.train_from_iterator(_as_iterator(texts), trainer=trainer)
+    return Tokenizer(hf, kind)
