@@ -1,0 +1,39 @@
+"""Serve Scriptorium with waitress, a production WSGI server that also runs on Windows: `python app.py`.
+
+This is what `make run` runs. HOST and PORT (default 127.0.0.1:5000) and the other settings in
+docs/deploy.md come from the environment. On Linux and in Docker, gunicorn.conf.py serves the same app.
+
+(This file and the `app/` package share a name on purpose: `import app` finds the package, because Python
+prefers a package directory over a module file of the same name.)
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import waitress
+
+from app import NoUsableModelError, SettingsError, create_app
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        application = create_app()
+    except (NoUsableModelError, SettingsError) as error:
+        # One clear line, no traceback: these are set-up problems the person starting the server can fix.
+        print(f"scriptorium: cannot start: {error}", file=sys.stderr)
+        return 1
+    config = application.config
+    host, port = config["HOST"], config["PORT"]
+    # Threads beyond the generation limit keep pages, /health and quick 503s answering while generations run.
+    threads = config["MAX_CONCURRENT_GENERATIONS"] + 4
+    print(f"scriptorium: serving {', '.join(application.extensions['scriptorium.models'].names)} "
+          f"on http://{host}:{port}", flush=True)
+    waitress.serve(application, host=host, port=port, threads=threads, ident="scriptorium")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""JSON errors: every error the app returns is `{"error": {"type", "message", "field"?}}` with its status.
+
+Browsers asking for a page get a small HTML error page instead (a person following a bad link should not be
+shown raw JSON); anything else — curl, scripts, fetch() — gets JSON, and the API paths always do.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, Response, jsonify, render_template, request
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger(__name__)
+
+# Stable machine-readable names for the statuses the API documents (docs/api.md, /openapi.json).
+ERROR_TYPES = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    422: "invalid_field",
+    500: "internal_error",
+    503: "overloaded",
+}
+
+API_PATHS = ("/generate", "/health", "/openapi.json")
+
+
+class APIError(Exception):
+    """An error a view raises to answer with a JSON error body (see `error_response`)."""
+
+    def __init__(self, status: int, message: str, field: str | None = None, retry_after: int | None = None):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.field = field
+        self.retry_after = retry_after
+
+
+def error_body(status: int, message: str, field: str | None = None) -> dict:
+    error: dict = {"type": ERROR_TYPES.get(status, "error"), "message": message}
+    if field is not None:
+        error["field"] = field
+    return {"error": error}
+
+
+def error_response(status: int, message: str, field: str | None = None) -> Response:
+    response = jsonify(error_body(status, message, field))
+    response.status_code = status
+    return response
+
+
+def _wants_html() -> bool:
+    if request.path in API_PATHS or request.path == "/models":
+        return False
+    best = request.accept_mimetypes.best_match(["application/json", "text/html"])
+    return best == "text/html"
+
+
+def _respond(status: int, message: str, field: str | None = None) -> Response:
+    if _wants_html():
+        response = Response(render_template("error.html", status=status, message=message), status=status)
+        return response
+    return error_response(status, message, field)
+
+
+def handle_api_error(error: APIError) -> Response:
+    response = _respond(error.status, error.message, error.field)
+    if error.retry_after is not None:
+        response.headers["Retry-After"] = str(error.retry_after)
+    return response
+
+
+def handle_http_exception(error: HTTPException) -> Response:
+    status = error.code or 500
+    messages = {
+        404: f"no such route: {request.method} {request.path}",
+        405: f"{request.method} is not allowed on {request.path}",
+        413: "the request body is larger than the 64 KiB limit",
+    }
+    response = _respond(status, messages.get(status, error.description or error.name))
+    # Keep protocol headers such as Allow (405) but not werkzeug's HTML Content-Type.
+    for name, value in error.get_headers():
+        if name.lower() != "content-type":
+            response.headers[name] = value
+    return response
+
+
+def handle_unexpected(error: Exception) -> Response:
+    # Never show a traceback to a client; the log has it.
+    log.exception("unhandled error on %s %s", request.method, request.path)
+    return _respond(500, "internal error; the server log has the details")
+
+
+def init_app(app: Flask) -> None:
+    app.register_error_handler(APIError, handle_api_error)
+    app.register_error_handler(HTTPException, handle_http_exception)
+    app.register_error_handler(Exception, handle_unexpected)

@@ -1,0 +1,72 @@
+"""Browser pages: the playground, Compare, and one page per model (card, metrics, config, training curve)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from flask import Blueprint, Response, abort, current_app, render_template, send_from_directory
+
+from app.registry import get_registry
+
+bp = Blueprint("pages", __name__)
+
+CURVE_FILE = "training_curve.png"
+CARD_FILE = "card.md"
+MAX_CARD_CHARS = 100_000  # a card is a page of prose; anything bigger is not worth sending to a browser
+
+
+def _page_context() -> dict:
+    registry = get_registry()
+    return {
+        "models": [registry.describe(name) for name in registry.names],
+        "default_model": registry.default_name,
+        "failures": registry.failures,
+        "max_new_tokens": current_app.config["MAX_NEW_TOKENS"],
+        "max_prompt_chars": current_app.config["MAX_PROMPT_CHARS"],
+    }
+
+
+@bp.get("/")
+def index() -> str:
+    return render_template("index.html", **_page_context())
+
+
+@bp.get("/compare")
+def compare() -> str:
+    return render_template("compare.html", **_page_context())
+
+
+def _model_path(name: str) -> Path:
+    registry = get_registry()
+    if name not in registry.generators:
+        abort(404)
+    return Path(registry.get(name).path)
+
+
+@bp.get("/models/<name>")
+def model(name: str) -> str:
+    path = _model_path(name)
+    generator = get_registry().get(name)
+    card = None
+    try:
+        card = (path / CARD_FILE).read_text(encoding="utf-8", errors="replace")[:MAX_CARD_CHARS]
+    except OSError:
+        pass  # a card is optional
+    config = generator.config or {}
+    return render_template(
+        "model.html",
+        **_page_context(),
+        model=get_registry().describe(name),
+        card=card,
+        metrics=config.get("metrics") or {},
+        training=config.get("training") or {},
+        config_json=json.dumps(config, indent=2, sort_keys=True, default=str),
+        has_curve=(path / CURVE_FILE).is_file(),
+    )
+
+
+@bp.get(f"/models/<name>/{CURVE_FILE}")
+def training_curve(name: str) -> Response:
+    # Only this one known file name, and only from a loaded model's own directory: no user-supplied path.
+    return send_from_directory(_model_path(name), CURVE_FILE, mimetype="image/png")
