@@ -16,12 +16,19 @@ CARD_FILE = "card.md"
 MAX_CARD_CHARS = 100_000  # a card is a page of prose; anything bigger is not worth sending to a browser
 
 
-def _page_context() -> dict:
+@bp.app_context_processor
+def navigation() -> dict:
+    """What every page (error pages included) needs for its navigation and load-failure notice."""
     registry = get_registry()
     return {
         "models": [registry.describe(name) for name in registry.names],
         "default_model": registry.default_name,
         "failures": registry.failures,
+    }
+
+
+def _page_context() -> dict:
+    return {
         "max_new_tokens": current_app.config["MAX_NEW_TOKENS"],
         "max_prompt_chars": current_app.config["MAX_PROMPT_CHARS"],
     }
@@ -56,7 +63,6 @@ def model(name: str) -> str:
     config = generator.config or {}
     return render_template(
         "model.html",
-        **_page_context(),
         model=get_registry().describe(name),
         card=card,
         metrics=config.get("metrics") or {},

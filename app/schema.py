@@ -151,15 +151,10 @@ def _check_value(field: Field, value: Any) -> Any:
         raise _invalid(name, f"{name} must be {kind}, got {_shown(value)}")
     if isinstance(value, float) and not math.isfinite(value):
         raise _invalid(name, f"{name} must be a finite number, got {_shown(value)}")
-    if field.type == "integer":
-        if isinstance(value, float):
-            if not value.is_integer():
-                raise _invalid(name, f"{name} must be an integer, got {_shown(value)}")
-            value = int(value)
-    else:
-        value = float(value)
+    if field.type == "integer" and isinstance(value, float) and not value.is_integer():
+        raise _invalid(name, f"{name} must be an integer, got {_shown(value)}")
     _check_range(field, value)
-    return value
+    return int(value) if field.type == "integer" else float(value)
 
 
 def parse_generation_request(body: Mapping[str, Any], fields: list[Field], max_new_tokens_cap: int) -> GenerationRequest:

@@ -1,0 +1,101 @@
+"""gunicorn settings for Linux and the Docker image: `gunicorn -c gunicorn.conf.py "app:create_app()"`.
+
+- gthread workers: a generation is CPU-bound torch work that releases the GIL, and streaming responses hold a
+  connection open, so each worker takes several connections on threads.
+- No preload_app: each worker calls create_app() itself, after the fork, and loads its own copy of the models.
+  torch's thread pools and fork do not mix (a pool started in the master deadlocks or is dead in the child).
+- torch threads per worker = cores / workers, so that the workers together use each core once.
+
+Environment: PORT (default 7860, the Space's port), HOST (default 0.0.0.0) or BIND ("host:port", overrides both),
+WEB_CONCURRENCY (workers), GUNICORN_THREADS (threads per worker), plus the app's own settings (docs/deploy.md),
+of which GENERATION_TIMEOUT sets the worker timeout here.
+"""
+
+import os
+import sys
+from pathlib import Path
+
+
+def _env_int(name: str, default: int, minimum: int = 1) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        sys.exit(f"gunicorn.conf.py: {name} must be an integer, got {raw!r}")
+    if value < minimum:
+        sys.exit(f"gunicorn.conf.py: {name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    try:
+        return float(raw) if raw else default
+    except ValueError:
+        sys.exit(f"gunicorn.conf.py: {name} must be a number, got {raw!r}")
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))  # honours CPU pinning (containers, taskset)
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+CORES = _cores()
+
+wsgi_app = "app:create_app()"
+bind = [os.environ.get("BIND") or f"{os.environ.get('HOST', '0.0.0.0')}:{_env_int('PORT', 7860, minimum=0)}"]
+worker_class = "gthread"
+# Small models spend much of each token in Python (sampling, decoding text) under the GIL, so processes scale
+# better than torch threads; past 4 workers the extra copies of the models cost more than they bring.
+workers = _env_int("WEB_CONCURRENCY", max(1, min(CORES, 4)))
+# Enough threads for the app's MAX_CONCURRENT_GENERATIONS plus quick requests (pages, /health, 503 answers).
+threads = _env_int("GUNICORN_THREADS", _env_int("MAX_CONCURRENT_GENERATIONS", 4) + 4)
+TORCH_THREADS = max(1, CORES // workers)
+preload_app = False
+
+# A request's longest legitimate run is one generation (GENERATION_TIMEOUT, default 30 s) plus its wait for a slot
+# and model loading at boot; past `timeout` without a heartbeat the master restarts the worker.
+timeout = int(_env_float("GENERATION_TIMEOUT", 30.0)) + 60
+graceful_timeout = int(_env_float("GENERATION_TIMEOUT", 30.0)) + 10
+keepalive = 5
+# Requests are at most 64 KiB of JSON; headers stay small.
+limit_request_field_size = 8190
+
+# gunicorn's control socket (a per-user path) is not used here, and two servers of one user would share it.
+control_socket_disable = True
+
+accesslog = "-"
+errorlog = "-"
+loglevel = os.environ.get("LOG_LEVEL", "info")
+# Behind the Space's (or any) reverse proxy: trust X-Forwarded-* from it only.
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+
+
+def on_starting(server):
+    """Stop early, with one line, when there is obviously nothing to serve (checked without importing torch)."""
+    model_dir = Path(os.environ.get("MODEL_DIR") or Path(__file__).resolve().parent / "models")
+    candidates = [p for p in model_dir.glob("*/config.json") if not p.parent.name.startswith((".", "_"))]
+    if not candidates:
+        print(f"scriptorium: cannot start: no model directories with a config.json in {model_dir} "
+              "(set MODEL_DIR, or train the shipped models with `make train`)", file=sys.stderr, flush=True)
+        sys.exit(1)
+    server.log.info("workers=%d threads=%d torch threads per worker=%d (cores=%d)", workers, threads,
+                    TORCH_THREADS, CORES)
+
+
+def post_fork(server, worker):
+    # Runs in the worker, before it calls create_app(): size torch's intra-op pool for this worker, and send the
+    # app's log lines (e.g. a model directory skipped, and why) to gunicorn's error log, in its format.
+    import logging
+
+    import torch
+
+    torch.set_num_threads(TORCH_THREADS)
+    app_log = logging.getLogger("app")
+    app_log.handlers = list(server.log.error_log.handlers)
+    app_log.setLevel(logging.INFO)
+    app_log.propagate = False

@@ -1,0 +1,60 @@
+// Client for POST /generate with stream=true: reads the Server-Sent Events off a fetch() body.
+// (EventSource cannot POST a JSON body, and fetch() lets Stop abort the request, which ends the generation.)
+
+export class GenerationError extends Error {
+  constructor(status, error, retryAfter = null) {
+    super(error.message || `HTTP ${status}`);
+    this.status = status;
+    this.type = error.type || "error";
+    this.field = error.field || null;
+    this.retryAfter = retryAfter;
+  }
+}
+
+async function errorFrom(response) {
+  let error = { type: "http_error", message: `The server answered ${response.status} ${response.statusText}.` };
+  try {
+    const body = await response.json();
+    if (body && body.error) error = body.error;
+  } catch (_) {
+    // not JSON (e.g. a proxy's error page): keep the generic message
+  }
+  return new GenerationError(response.status, error, response.headers.get("Retry-After"));
+}
+
+// Streams one generation. Calls onToken(event) per token event; resolves with the final "done" event.
+export async function streamGeneration(body, { signal, onToken }) {
+  const response = await fetch("/generate", {
+    method: "POST",
+    headers: { "Content-Type": "application/json", Accept: "text/event-stream" },
+    body: JSON.stringify({ ...body, stream: true }),
+    signal,
+  });
+  if (!response.ok) throw await errorFrom(response);
+
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  let done = null;
+  for (;;) {
+    const { value, done: ended } = await reader.read();
+    if (ended) break;
+    buffer += value;
+    let cut;
+    while ((cut = buffer.indexOf("\n\n")) >= 0) {
+      const block = buffer.slice(0, cut);
+      buffer = buffer.slice(cut + 2);
+      const data = block
+        .split("\n")
+        .filter((line) => line.startsWith("data:"))
+        .map((line) => line.slice(5).trimStart())
+        .join("\n");
+      if (!data) continue;
+      const event = JSON.parse(data);
+      if (event.error) throw new GenerationError(200, event.error);
+      if (event.done) done = event;
+      else onToken(event);
+    }
+  }
+  if (!done) throw new GenerationError(0, { message: "The connection closed before the generation finished." });
+  return done;
+}

@@ -1,0 +1,107 @@
+// The output view: generated tokens appended as text nodes (never HTML: a model can emit "<script>"),
+// each tinted by its probability when the probability view is on, with its top alternatives in a tooltip.
+
+const VISIBLE = { " ": "␣", "\n": "↵", "\t": "⇥" };
+
+function visible(text) {
+  return text === "" ? "∅" : text.replace(/[ \n\t]/g, (c) => VISIBLE[c]);
+}
+
+function percent(p) {
+  if (p === null || p === undefined) return "?";
+  return p >= 0.995 ? "100%" : p < 0.001 ? "<0.1%" : `${(p * 100).toFixed(p < 0.1 ? 1 : 0)}%`;
+}
+
+export class TokenView {
+  constructor(container, tip) {
+    this.container = container;
+    this.tip = tip;
+    this.text = "";
+    this.showProbabilities = false;
+    container.addEventListener("mouseover", (e) => this.#point(e.target));
+    container.addEventListener("focusin", (e) => this.#point(e.target));
+    container.addEventListener("mouseleave", () => this.#hideTip());
+    container.addEventListener("focusout", () => this.#hideTip());
+    container.addEventListener("keydown", (e) => { if (e.key === "Escape") this.#hideTip(); });
+  }
+
+  reset(prompt) {
+    this.container.replaceChildren();
+    const promptSpan = document.createElement("span");
+    promptSpan.className = "prompt-text";
+    promptSpan.textContent = prompt;
+    this.container.append(promptSpan);
+    this.text = prompt;
+    this.count = 0;
+    this.#hideTip();
+  }
+
+  add(token) {
+    this.count += 1;
+    if (token.text === "") return; // held back while it might be the start of a stop string
+    const span = document.createElement("span");
+    span.className = "tok";
+    span.textContent = token.text;
+    const p = token.logprob === null ? null : Math.exp(token.logprob);
+    span.tokenData = { ...token, p };
+    if (p !== null) span.style.setProperty("--p", p.toFixed(3));
+    if (this.showProbabilities) span.tabIndex = 0;
+    this.container.append(span);
+    this.text += token.text;
+  }
+
+  message(text, className = "notice-text") {
+    const span = document.createElement("span");
+    span.className = className;
+    span.textContent = text;
+    this.container.append(span);
+  }
+
+  setShowProbabilities(on) {
+    this.showProbabilities = on;
+    this.container.classList.toggle("probabilities", on);
+    for (const span of this.container.querySelectorAll(".tok")) {
+      if (on) span.tabIndex = 0;
+      else span.removeAttribute("tabindex");
+    }
+    if (!on) this.#hideTip();
+  }
+
+  #point(target) {
+    if (!this.showProbabilities || !target.classList || !target.classList.contains("tok")) return;
+    const data = target.tokenData;
+    const tip = this.tip;
+    tip.replaceChildren();
+    const head = document.createElement("p");
+    const strong = document.createElement("strong");
+    strong.textContent = visible(data.text);
+    head.append(strong, ` ${percent(data.p)}`);
+    tip.append(head);
+    if (data.alternatives && data.alternatives.length) {
+      const list = document.createElement("ol");
+      for (const alt of data.alternatives) {
+        const item = document.createElement("li");
+        const bar = document.createElement("span");
+        bar.className = "bar";
+        bar.style.setProperty("--p", String(alt.prob ?? 0));
+        const label = document.createElement("code");
+        label.textContent = visible(alt.text);
+        item.append(bar, label, ` ${percent(alt.prob)}`);
+        if (alt.id === data.id) item.className = "chosen";
+        list.append(item);
+      }
+      tip.append(list);
+    }
+    tip.hidden = false;
+    const box = target.getBoundingClientRect();
+    const width = tip.offsetWidth;
+    const left = Math.max(8, Math.min(window.scrollX + box.left, window.scrollX + document.documentElement.clientWidth - width - 8));
+    tip.style.left = `${left}px`;
+    tip.style.top = `${window.scrollY + box.bottom + 6}px`;
+    target.setAttribute("aria-describedby", tip.id);
+  }
+
+  #hideTip() {
+    this.tip.hidden = true;
+  }
+}
