@@ -115,17 +115,17 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def _check_range(field: Field, value: float) -> None:
+def _check_range(field: Field, value: float, name: str) -> None:
     too_low = (field.minimum is not None and value < field.minimum) or (
         field.exclusive_minimum is not None and value <= field.exclusive_minimum
     )
     too_high = field.maximum is not None and value > field.maximum
     if too_low or too_high:
-        raise _invalid(field.name, f"{field.name} must be {field.range_text()}, got {_shown(value)}")
+        raise _invalid(name, f"{name} must be {field.range_text()}, got {_shown(value)}")
 
 
-def _check_value(field: Field, value: Any) -> Any:
-    name = field.name
+def _check_value(field: Field, value: Any, name: str) -> Any:
+    """`value` checked against `field`; errors name the spelling the client used (`name`, maybe an alias)."""
     if field.type == "boolean":
         if not isinstance(value, bool):
             raise _invalid(name, f"{name} must be true or false, got {_shown(value)}")
@@ -153,7 +153,7 @@ def _check_value(field: Field, value: Any) -> Any:
         raise _invalid(name, f"{name} must be a finite number, got {_shown(value)}")
     if field.type == "integer" and isinstance(value, float) and not value.is_integer():
         raise _invalid(name, f"{name} must be an integer, got {_shown(value)}")
-    _check_range(field, value)
+    _check_range(field, value, name)
     return int(value) if field.type == "integer" else float(value)
 
 
@@ -179,7 +179,7 @@ def parse_generation_request(body: Mapping[str, Any], fields: list[Field], max_n
         if name in given:
             spellings = [f for f in (name, *by_name[name].aliases) if body.get(f) is not None]
             raise _invalid(key, f"give only one of {', '.join(spellings)}")
-        given[name] = _check_value(by_name[name], value)
+        given[name] = _check_value(by_name[name], value, key)
 
     values = {}
     for field in fields:
