@@ -1,0 +1,240 @@
+"""`python -m training <command>`: train, evaluate, benchmark, prepare-data, train-tokenizer, generate.
+
+Bad input is one line on stderr and a non-zero exit status, never a traceback: 2 for usage and configuration
+errors, 1 for everything else that goes wrong (data, checkpoints, a diverged run), 130 after Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+
+EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+
+
+class UsageError(ValueError):
+    """A bad command line; reported like a configuration error (exit status 2)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is a single line (and no usage dump) like every other error here."""
+
+    def error(self, message: str):
+        raise UsageError(f"{self.prog}: {message} (see --help)")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m training", description="Train, evaluate and compare small language models.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands.required = True
+
+    p = commands.add_parser("train", help="train a model from a YAML config",
+                            description="Train a model; --output becomes a model directory with the best weights.")
+    p.add_argument("--config", required=True, help="YAML preset, e.g. configs/shakespeare-gpt.yaml")
+    p.add_argument("--data", help="data source replacing data.source: a file, a directory, or a corpus name")
+    p.add_argument("--output", help="model directory to write (default: runs/<preset name>)")
+    p.add_argument("--max-steps", type=_positive_int, help="replaces training.max_steps")
+    p.add_argument("--max-time", type=_positive_float, metavar="SECONDS", help="wall-clock budget in seconds")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    p.add_argument("--resume", action="store_true", help="continue the run saved in OUTPUT/resume")
+    p.add_argument("--init-from", metavar="MODEL_DIR", help="fine-tune this model (keeps its tokenizer)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. --set training.lr=3e-4 (repeatable)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(handler=cmd_train)
+
+    p = commands.add_parser("evaluate", help="loss, perplexity, bits/char, calibration and diversity of a model",
+                            description="Evaluate a model directory on a text.")
+    p.add_argument("model_dir", metavar="MODEL_DIR")
+    p.add_argument("--data", required=True, help="file, directory or corpus name to evaluate on")
+    p.add_argument("--split", choices=("train", "valid", "test"),
+                   help="evaluate only this part (cut as in the model's training); default: the whole text")
+    p.add_argument("--cleaner", help="cleaner for the text (default: the one the model was trained with)")
+    p.add_argument("--output", help="JSON results file (default: MODEL_DIR/evaluation.json)")
+    p.add_argument("--plots", metavar="DIR", help="also write loss, confidence and calibration plots here")
+    p.add_argument("--samples", type=_positive_int, default=4, help="continuations sampled for diversity figures")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(handler=cmd_evaluate)
+
+    p = commands.add_parser("benchmark", help="compare models: completion, consistency, repetition, speed",
+                            description="Benchmark one or more model directories side by side.")
+    p.add_argument("model_dirs", nargs="+", metavar="MODEL_DIR")
+    p.add_argument("--output", help="JSON file for the comparison")
+    p.add_argument("--new-tokens", type=_positive_int, default=64, help="tokens per generation (default 64)")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(handler=cmd_benchmark)
+
+    p = commands.add_parser("prepare-data", help="download or read a corpus, clean and split it",
+                            description="Write train.txt / valid.txt / test.txt for a corpus.")
+    p.add_argument("--source", required=True, help="tinyshakespeare, wikitext2, wikitext103, or a PATH")
+    p.add_argument("--cleaner", help="default, wikipedia, subtitles, dialogue, gutenberg, none")
+    p.add_argument("--split", help="train,valid[,test] fractions, e.g. 0.9,0.1 (default: 90/10 for "
+                                   "tinyshakespeare, 70/15/15 otherwise; WikiText keeps its own files)")
+    p.add_argument("--out", required=True, help="directory to write")
+    p.set_defaults(handler=cmd_prepare_data)
+
+    p = commands.add_parser("train-tokenizer", help="learn a char, word or BPE vocabulary",
+                            description="Train a tokenizer on a text and save it as tokenizer.json.")
+    p.add_argument("--data", required=True, help="file, directory or corpus name")
+    p.add_argument("--kind", required=True, choices=("char", "word", "bpe"))
+    p.add_argument("--vocab-size", type=_positive_int)
+    p.add_argument("--min-freq", type=_positive_int, default=1)
+    p.add_argument("--cleaner", default="default")
+    p.add_argument("--output", required=True, help="tokenizer.json to write")
+    p.set_defaults(handler=cmd_train_tokenizer)
+
+    p = commands.add_parser("generate", help="stream a continuation of a prompt to the terminal",
+                            description="Continue a prompt with a model directory, printing tokens as they come.")
+    p.add_argument("model_dir", metavar="MODEL_DIR")
+    p.add_argument("--prompt", default="", help="text to continue (default: empty)")
+    p.add_argument("--max-new-tokens", type=int, default=200)
+    p.add_argument("--temperature", type=float, default=0.8)
+    p.add_argument("--top-k", type=int, default=0)
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(handler=cmd_generate)
+    return parser
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from training.config import load_config
+    from training.trainer import RunOptions, train
+
+    config = load_config(args.config, args.set)
+    output = Path(args.output) if args.output else Path("runs") / (config.name or Path(args.config).stem)
+    command = "python -m training " + shlex.join(args.argv)
+    options = RunOptions(output=output, data=args.data, max_steps=args.max_steps, max_time=args.max_time,
+                         device=args.device, resume=args.resume, init_from=args.init_from, command=command,
+                         progress=not args.quiet)
+    result = train(config, options)
+    if result.steps is not None and _is_main_process():
+        print(f"{output}: {result.steps} steps ({result.stop_reason}), best validation loss "
+              f"{result.best_val_loss:.4f} nats/token = {result.val_bits_per_char:.4f} bits/char "
+              f"(unigram baseline {result.unigram_val_loss:.4f})")
+    return 0
+
+
+def _is_main_process() -> bool:
+    import os
+
+    return os.environ.get("RANK", "0") == "0"
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from training.evaluate import evaluate_model, format_table, write_json
+
+    result = evaluate_model(args.model_dir, args.data, split=args.split, cleaner=args.cleaner, device=args.device,
+                            samples=args.samples, plots_dir=args.plots)
+    output = args.output or str(Path(args.model_dir) / "evaluation.json")
+    write_json(result, output)
+    print(format_table(result))
+    print(f"written to {output}")
+    return 0
+
+
+def cmd_benchmark(args: argparse.Namespace) -> int:
+    from lm.atomic import atomic_write_text
+    from training.benchmark import benchmark_model, format_side_by_side
+
+    results = [benchmark_model(d, device=args.device, new_tokens=args.new_tokens) for d in args.model_dirs]
+    print(format_side_by_side(results))
+    if args.output:
+        atomic_write_text(args.output, json.dumps({"models": results}, indent=2) + "\n")
+        print(f"written to {args.output}")
+    return 0
+
+
+def cmd_prepare_data(args: argparse.Namespace) -> int:
+    from training.prepare import prepare_data
+
+    split = None
+    if args.split:
+        try:
+            split = [float(x) for x in args.split.split(",")]
+        except ValueError:
+            raise UsageError(f"--split: expected fractions like 0.9,0.1, got {args.split!r}") from None
+        if len(split) not in (2, 3) or sum(split) > 1 + 1e-9 or min(split) < 0 or split[0] <= 0 or split[1] <= 0:
+            raise UsageError(f"--split: expected 2 or 3 fractions > 0 adding up to at most 1, got {args.split!r}")
+    summary = prepare_data(args.source, args.out, cleaner=args.cleaner, split=split)
+    for name, info in summary["files"].items():
+        print(f"{Path(args.out) / name}: {info['characters']:,} characters, {info['lines']:,} lines")
+    return 0
+
+
+def cmd_train_tokenizer(args: argparse.Namespace) -> int:
+    from lm.tokenizers import train_tokenizer
+    from training.data import load_text
+
+    text = load_text(args.data, args.cleaner)
+    tokenizer = train_tokenizer(args.kind, text, vocab_size=args.vocab_size, min_freq=args.min_freq)
+    tokenizer.save(args.output)
+    print(f"{args.output}: {args.kind} tokenizer, {tokenizer.vocab_size:,} tokens")
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from lm import load
+
+    generator = load(args.model_dir, device=args.device)
+    stream = generator.stream(args.prompt, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                              top_k=args.top_k, top_p=args.top_p, seed=args.seed)
+    sys.stdout.write(args.prompt)
+    sys.stdout.flush()
+    try:
+        for event in stream:
+            sys.stdout.write(event.text)
+            sys.stdout.flush()
+    finally:
+        stream.close()
+    sys.stdout.write("\n")
+    return 0
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip() or type(error).__name__
+    return " ".join(text.split("\n")[0].split()) if "\n" in text else text
+
+
+def main(argv: list[str] | None = None) -> int:
+    from training.config import ConfigError
+
+    parser = build_parser()
+    try:
+        argv = list(sys.argv[1:] if argv is None else argv)
+        args = parser.parse_args(argv)
+        args.argv = argv  # recorded in the model's training metadata
+        return args.handler(args)
+    except (ConfigError, UsageError) as exc:
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # noqa: BLE001  (the contract is one line, never a traceback)
+        from training.trainer import Interrupted
+
+        if isinstance(exc, Interrupted):
+            print(str(exc), file=sys.stderr)
+            return EXIT_INTERRUPTED
+        if isinstance(exc, (ValueError, OSError, RuntimeError)):
+            print(f"error: {_one_line(exc)}", file=sys.stderr)
+            return EXIT_ERROR
+        raise

@@ -1,0 +1,324 @@
+"""Training configuration: YAML presets validated into dataclasses.
+
+A config file has three sections, `data`, `model` and `training` (plus an optional `name` and `description`).
+Every problem (an unknown key, a wrong type, an impossible combination) raises `ConfigError`, whose one-line message
+names the file and the dotted key, e.g. ``configs/x.yaml: training.lr: expected a number, got 'fast'``.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+
+OPTIMIZERS = ("adamw", "adam", "sgd", "ntasgd")
+SCHEDULES = ("warmup_cosine", "constant", "plateau")
+PRECISIONS = ("fp32", "bf16", "fp16")
+TOKENIZER_KINDS = ("char", "word", "bpe")
+MODEL_KINDS = ("lstm", "gpt")
+
+
+class ConfigError(ValueError):
+    """A configuration problem, reported as `file: key: problem` on one line."""
+
+    def __init__(self, source: str, key: str, problem: str) -> None:
+        self.source, self.key, self.problem = source, key, problem
+        where = f"{source}: {key}" if key else source
+        super().__init__(f"{where}: {problem}")
+
+
+@dataclass
+class DataConfig:
+    # A path (file, directory of .txt, WikiText-style directory), a known corpus name (tinyshakespeare, wikitext2,
+    # wikitext103), "synthetic", or "hf:NAME[:CONFIG]" for a Hugging Face dataset.
+    source: str = "tinyshakespeare"
+    cleaner: str = "default"
+    split: list[float] = field(default_factory=lambda: [0.9, 0.1, 0.0])  # train, valid, test fractions
+    tokenizer: Literal["char", "word", "bpe"] = "char"
+    vocab_size: Union[int, None] = None
+    min_freq: int = 1
+    synthetic_chars: int = 200_000  # size of the generated corpus when source is "synthetic"
+
+
+@dataclass
+class TrainingConfig:
+    optimizer: Literal["adamw", "adam", "sgd", "ntasgd"] = "adamw"
+    lr: float = 1e-3
+    min_lr: Union[float, None] = None  # end of the cosine schedule; lr / 10 when not given
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.99])
+    momentum: float = 0.0  # sgd only
+    weight_decay: float = 0.0
+    schedule: Literal["warmup_cosine", "constant", "plateau"] = "warmup_cosine"
+    warmup_steps: int = 100
+    plateau_factor: float = 0.5
+    plateau_patience: int = 2  # evaluations without improvement before the plateau schedule cuts the lr
+    batch_size: int = 32
+    seq_len: int = 128  # GPT: window length; LSTM: BPTT length
+    variable_bptt: bool = False  # AWD-LSTM's randomised BPTT length (LSTM only)
+    max_steps: int = 5000
+    max_time: Union[float, None] = None  # seconds of wall time; the run stops at whichever limit comes first
+    eval_interval: int = 250
+    eval_batches: Union[int, None] = None  # batches per validation; None = the whole validation split
+    eval_batch_size: Union[int, None] = None  # defaults to batch_size
+    log_interval: int = 10
+    grad_clip: float = 1.0  # 0 disables clipping
+    grad_accum: int = 1
+    patience: Union[int, None] = None  # early stopping: evaluations without improvement; None disables
+    nonmono: int = 5  # NT-ASGD: switch to averaging when validation is worse than `nonmono` evaluations ago
+    alpha: float = 0.0  # AR: activation regularisation (LSTM)
+    beta: float = 0.0  # TAR: temporal activation regularisation (LSTM)
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    compile: bool = False
+    seed: int = 1337
+    weights_dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+
+
+@dataclass
+class Config:
+    data: DataConfig
+    model: dict[str, Any]  # `type` plus the family's hyperparameters (lm.models.config_from_dict checks them)
+    training: TrainingConfig
+    name: str = ""
+    description: str = ""
+    source: str = "<config>"  # where it was read from, for messages
+
+    @property
+    def model_type(self) -> str:
+        return self.model["type"]
+
+    def model_options(self, vocab_size: int) -> dict[str, Any]:
+        """The hyperparameters for lm.models.build_model, with the tokenizer's vocabulary size."""
+        options = {k: v for k, v in self.model.items() if k != "type"}
+        options["vocab_size"] = vocab_size
+        return options
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "description": self.description,
+            "data": dataclasses.asdict(self.data),
+            "model": copy.deepcopy(self.model),
+            "training": dataclasses.asdict(self.training),
+        }
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+_SECTIONS = {"data": DataConfig, "training": TrainingConfig}
+_TOP_LEVEL = ("name", "description", "data", "model", "training")
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
+    """Read a YAML config, apply `key.path=value` overrides, and validate everything."""
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(source, "", "no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(source, "", f"cannot read: {exc}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(source, "", f"invalid YAML{where}: {problem}") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(source, "", "expected a mapping with data, model and training sections")
+    for item in overrides or []:
+        apply_override(raw, item, source)
+    return config_from_dict(raw, source)
+
+
+def apply_override(raw: dict[str, Any], item: str, source: str = "--set") -> None:
+    """Set `section.key=value` in the raw mapping; the value is read as a YAML scalar (3e-4, true, [1, 2])."""
+    key, sep, value_text = item.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError("--set", item, "expected key.path=value")
+    try:
+        value = yaml.safe_load(value_text) if value_text.strip() else None
+    except yaml.YAMLError:
+        value = value_text
+    parts = key.split(".")
+    node = raw
+    for depth, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise ConfigError("--set", ".".join(parts[: depth + 1]), "is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def config_from_dict(raw: dict[str, Any], source: str = "<config>") -> Config:
+    unknown = [k for k in raw if k not in _TOP_LEVEL]
+    if unknown:
+        raise ConfigError(source, str(unknown[0]), f"unknown section; allowed: {', '.join(_TOP_LEVEL)}")
+    sections = {}
+    for name, cls in _SECTIONS.items():
+        values = raw.get(name) or {}
+        if not isinstance(values, dict):
+            raise ConfigError(source, name, "expected a mapping")
+        sections[name] = _build_section(cls, values, name, source)
+    model = raw.get("model")
+    if not isinstance(model, dict):
+        raise ConfigError(source, "model", "expected a mapping with at least `type: lstm` or `type: gpt`")
+    model = dict(model)
+    if model.get("type") not in MODEL_KINDS:
+        raise ConfigError(source, "model.type", f"must be one of {', '.join(MODEL_KINDS)}, got {model.get('type')!r}")
+    for key in ("name", "description"):
+        if raw.get(key) is not None and not isinstance(raw.get(key), str):
+            raise ConfigError(source, key, "expected a string")
+    config = Config(
+        data=sections["data"],
+        model=model,
+        training=sections["training"],
+        name=raw.get("name") or Path(source).stem,
+        description=raw.get("description") or "",
+        source=source,
+    )
+    validate(config)
+    return config
+
+
+def _build_section(cls: type, values: dict[str, Any], section: str, source: str):
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in values.items():
+        if key not in hints:
+            raise ConfigError(source, f"{section}.{key}", f"unknown key; allowed: {', '.join(names)}")
+        kwargs[key] = _coerce(value, hints[key], source, f"{section}.{key}")
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, expected: Any, source: str, key: str) -> Any:
+    """Check `value` against a type hint; numbers written as strings (PyYAML reads 3e-4 as one) become numbers."""
+    origin = typing.get_origin(expected)
+    if origin in (Union, types.UnionType):
+        options = typing.get_args(expected)
+        if value is None and type(None) in options:
+            return None
+        (inner,) = [t for t in options if t is not type(None)]
+        return _coerce(value, inner, source, key)
+    if origin is Literal:
+        choices = typing.get_args(expected)
+        if value not in choices:
+            raise ConfigError(source, key, f"must be one of {', '.join(map(str, choices))}, got {value!r}")
+        return value
+    if origin is list:
+        (inner,) = typing.get_args(expected)
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(source, key, f"expected a list, got {value!r}")
+        return [_coerce(v, inner, source, f"{key}[{i}]") for i, v in enumerate(value)]
+    if expected is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(source, key, f"expected true or false, got {value!r}")
+        return value
+    if expected is int:
+        if isinstance(value, str):
+            try:
+                value = int(value.replace("_", ""))
+            except ValueError:
+                pass
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(source, key, f"expected an integer, got {value!r}")
+        return value
+    if expected is float:
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(source, key, f"expected a number, got {value!r}")
+        return float(value)
+    if expected is str:
+        if not isinstance(value, str):
+            raise ConfigError(source, key, f"expected a string, got {value!r}")
+        return value
+    return value
+
+
+def validate(config: Config) -> None:
+    """Ranges and combinations a type check cannot see."""
+    src, d, t = config.source, config.data, config.training
+
+    def need(condition: bool, key: str, problem: str) -> None:
+        if not condition:
+            raise ConfigError(src, key, problem)
+
+    from training.cleaners import CLEANERS  # late import: the cleaners module is independent of the config
+
+    need(d.cleaner in CLEANERS, "data.cleaner", f"must be one of {', '.join(CLEANERS)}, got {d.cleaner!r}")
+    need(len(d.split) in (2, 3), "data.split", "expected [train, valid] or [train, valid, test] fractions")
+    need(all(0.0 <= f <= 1.0 for f in d.split), "data.split", "fractions must be between 0 and 1")
+    need(d.split[0] > 0 and d.split[1] > 0, "data.split", "train and valid fractions must be > 0")
+    need(sum(d.split) <= 1.0 + 1e-9, "data.split", f"fractions add up to {sum(d.split):g} > 1")
+    need(d.min_freq >= 1, "data.min_freq", "must be >= 1")
+    need(d.synthetic_chars >= 1000, "data.synthetic_chars", "must be >= 1000")
+    if d.tokenizer == "bpe":
+        need(d.vocab_size is not None and d.vocab_size >= 257, "data.vocab_size", "bpe needs vocab_size >= 257")
+    elif d.vocab_size is not None:
+        need(d.vocab_size >= 2, "data.vocab_size", "must be >= 2")
+
+    for key in ("lr", "batch_size", "seq_len", "max_steps", "eval_interval", "log_interval", "grad_accum"):
+        need(getattr(t, key) > 0, f"training.{key}", "must be > 0")
+    for key in ("warmup_steps", "weight_decay", "grad_clip", "momentum", "alpha", "beta"):
+        need(getattr(t, key) >= 0, f"training.{key}", "must be >= 0")
+    need(t.min_lr is None or 0 <= t.min_lr <= t.lr, "training.min_lr", "must be between 0 and training.lr")
+    need(t.max_time is None or t.max_time > 0, "training.max_time", "must be > 0 seconds")
+    need(t.eval_batches is None or t.eval_batches > 0, "training.eval_batches", "must be > 0")
+    need(t.eval_batch_size is None or t.eval_batch_size > 0, "training.eval_batch_size", "must be > 0")
+    need(t.patience is None or t.patience > 0, "training.patience", "must be > 0")
+    need(t.nonmono >= 1, "training.nonmono", "must be >= 1")
+    need(len(t.betas) == 2 and all(0 <= b < 1 for b in t.betas), "training.betas", "expected two values in [0, 1)")
+    need(0 < t.plateau_factor < 1, "training.plateau_factor", "must be in (0, 1)")
+    need(t.plateau_patience >= 0, "training.plateau_patience", "must be >= 0")
+    need(t.seed >= 0, "training.seed", "must be >= 0")
+
+    kind = config.model_type
+    if kind == "gpt":
+        need(not t.variable_bptt, "training.variable_bptt", "applies to the LSTM only")
+        need(t.alpha == 0 and t.beta == 0, "training.alpha", "AR/TAR (alpha, beta) apply to the LSTM only")
+        need(t.optimizer != "ntasgd", "training.optimizer", "ntasgd is the AWD-LSTM optimizer; use adamw for gpt")
+    if t.variable_bptt:
+        need(t.seq_len >= 10, "training.seq_len", "variable BPTT needs seq_len >= 10")
+
+    # The model section: let the core check names and types, then the cross-section combinations.
+    from lm.models import config_from_dict as model_config_from_dict
+
+    vocab = d.vocab_size or 256
+    try:
+        model_config = model_config_from_dict(kind, config.model_options(vocab))
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(src, _model_key(str(exc), config.model), str(exc)) from None
+    if kind == "gpt":
+        context = model_config.context_length
+        need(t.seq_len <= context, "training.seq_len", f"{t.seq_len} is longer than model.context_length ({context})")
+
+
+def _model_key(message: str, model: dict[str, Any]) -> str:
+    """Best guess at which model key a message from lm.models is about, so the error names it."""
+    unknown = re.search(r"unknown \w+ option\(s\) ([\w, ]+)", message)
+    if unknown:
+        return f"model.{unknown.group(1).split(',')[0].strip()}"
+    for key in sorted(model, key=len, reverse=True):
+        if key != "type" and key in message:
+            return f"model.{key}"
+    return "model"

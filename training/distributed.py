@@ -1,0 +1,68 @@
+"""Multi-process training with torch.distributed, as launched by `torchrun --nproc_per_node=N -m training train`.
+
+torchrun sets RANK, LOCAL_RANK and WORLD_SIZE; without them everything here is a no-op for a single process.
+NCCL on CUDA, gloo on CPU. Only rank 0 writes files.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass
+class DistInfo:
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def setup(device_kind: str) -> DistInfo:
+    """Join the process group when launched by torchrun; pin each process to its own GPU."""
+    if "RANK" not in os.environ or int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return DistInfo()
+    info = DistInfo(int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", 0)), int(os.environ["WORLD_SIZE"]))
+    if device_kind == "cuda":
+        torch.cuda.set_device(info.local_rank)
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device_kind == "cuda" else "gloo")
+    return info
+
+
+def teardown(info: DistInfo) -> None:
+    if info.enabled and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def barrier(info: DistInfo) -> None:
+    if info.enabled:
+        dist.barrier()
+
+
+def all_reduce_sum(info: DistInfo, values: list[float], device) -> list[float]:
+    """Sum a few floats over all processes (e.g. loss sums and token counts of a sharded validation)."""
+    if not info.enabled:
+        return values
+    tensor = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor.tolist()
+
+
+def broadcast_code(info: DistInfo, code: int, device) -> int:
+    """Rank 0's decision (go on, out of time, interrupted) for every process, so they all act on it together."""
+    if not info.enabled:
+        return code
+    tensor = torch.tensor([code], device=device)
+    dist.broadcast(tensor, src=0)
+    return int(tensor.item())

@@ -1,0 +1,500 @@
+"""The training loop: config in, model directory out.
+
+The output directory is itself a model directory holding the best weights so far (by validation loss), saved with
+lm.checkpoint.save_model_dir. Beside them: `metrics.jsonl`, `training_curve.png`, `train_config.yaml`, and
+`resume/` with everything `--resume` needs to continue exactly (weights, optimizer, schedule, step, RNG states,
+data position, LSTM state, NT-ASGD average, early-stopping counters, elapsed time), saved at every evaluation and
+on Ctrl-C. Batches are a function of (seed, step), so a resumed run sees the data an uninterrupted run would.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import signal
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from lm.atomic import atomic_write_text
+from lm.checkpoint import load_model_dir, save_model_dir
+from lm.models import build_model
+from lm.tokenizers import Tokenizer, train_tokenizer
+from training import distributed, plots, resume
+from training.batches import StreamSampler, WindowSampler
+from training.config import Config
+from training.data import Corpus, load_corpus
+from training.hardware import autocast_factory, describe, pick_device
+from training.metrics import TokenStats, bits_per_char, perplexity, unigram_loss
+from training.optim import NTASGD, PlateauScale, build_optimizer, scheduled_lr
+from training.scoring import score_gpt, score_lstm
+from training.token_cache import encode_cached
+
+METRICS_FILE = "metrics.jsonl"
+CURVE_FILE = "training_curve.png"
+CONFIG_COPY = "train_config.yaml"
+_GO_ON, _OUT_OF_TIME, _INTERRUPTED = 0, 1, 2
+
+
+class TrainingError(ValueError):
+    """The run cannot go on (diverged, bad data); the message is one line and the last good checkpoint stays."""
+
+
+class Interrupted(Exception):
+    """Ctrl-C: the state was saved; `--resume` continues."""
+
+
+@dataclass
+class TrainResult:
+    output: Path
+    steps: int
+    best_val_loss: float
+    val_bits_per_char: float
+    stop_reason: str  # "max_steps" | "max_time" | "early_stopping"
+    unigram_val_loss: float
+
+
+@dataclass
+class RunOptions:
+    output: Path
+    data: str | None = None
+    max_steps: int | None = None
+    max_time: float | None = None
+    device: str = "auto"
+    resume: bool = False
+    init_from: str | None = None
+    command: str = ""
+    progress: bool = True
+
+
+class Trainer:
+    def __init__(self, config: Config, options: RunOptions) -> None:
+        self.cfg, self.opts = config, options
+        t = config.training
+        if options.max_steps is not None:
+            t.max_steps = options.max_steps
+        if options.max_time is not None:
+            t.max_time = options.max_time
+        self.output = Path(options.output)
+        device_kind = "cuda" if options.device in ("auto", "cuda") and torch.cuda.is_available() else "cpu"
+        self.dist = distributed.setup(device_kind if options.device != "cpu" else "cpu")
+        self.device = pick_device(options.device, self.dist.local_rank)
+        self.autocast = autocast_factory(self.device, t.precision)
+        self.scaler = torch.amp.GradScaler("cuda") if t.precision == "fp16" else None
+        self._seed(t.seed + self.dist.rank)
+        self.corpus, self.tokenizer, self.model = self._load_data_and_model()
+        self.model_type = "gpt" if self.model.context_length else "lstm"
+        if self.model_type == "gpt" and t.seq_len > self.model.context_length:
+            raise TrainingError(f"training.seq_len {t.seq_len} exceeds the model's context length "
+                                f"{self.model.context_length}")
+        self.model.to(self.device)
+        self.train_ids = self._encode(self.corpus.train)
+        self.valid_ids = self._encode(self.corpus.valid)
+        if len(self.valid_ids) < 2:
+            raise TrainingError("the validation split is empty; give it more text (data.split) or a valid file")
+        self.chars_per_token = len(self.corpus.valid) / len(self.valid_ids)
+        self.unigram = unigram_loss(self.train_ids, self.valid_ids, self.tokenizer.vocab_size)
+
+        self.optimizer = build_optimizer(self.model, t)
+        self.plateau = PlateauScale(t.plateau_factor, t.plateau_patience)
+        self.ntasgd = NTASGD(self.model, t.nonmono) if t.optimizer == "ntasgd" else None
+        if self.model_type == "gpt":
+            self.sampler = WindowSampler(self.train_ids, t.batch_size, t.seq_len, t.seed, self.dist.rank)
+        else:
+            self.sampler = StreamSampler(self.train_ids, t.batch_size, t.seq_len, t.seed, t.variable_bptt,
+                                         self.dist.rank, self.dist.world_size)
+        self.train_model = self.model
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.train_model = DistributedDataParallel(self.model, device_ids=ids)
+        if t.compile:
+            self.train_model = torch.compile(self.train_model)
+
+        # progress state (all of it goes into the resume folder)
+        self.step = 0
+        self.elapsed = 0.0
+        self.tokens_seen = 0
+        self.best_val_loss = math.inf
+        self.best_step = 0
+        self.val_history: list[float] = []
+        self.bad_evals = 0
+        self.lstm_state = None
+        self.rows: list[dict] = []
+        self.best_weights: dict[str, torch.Tensor] | None = None
+        self._interrupted = False
+        if options.resume:
+            self._restore()
+
+    # ---------------------------------------------------------------- setup
+    @staticmethod
+    def _seed(seed: int) -> None:
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        torch.manual_seed(seed)
+
+    def _load_data_and_model(self) -> tuple[Corpus, Tokenizer, torch.nn.Module]:
+        cfg, opts = self.cfg, self.opts
+        # rank 0 downloads (and fills the token cache) first; the others then find everything on disk
+        if not self.dist.is_main:
+            distributed.barrier(self.dist)
+        corpus = load_corpus(cfg.data, opts.data, seed=cfg.training.seed)
+        if not corpus.train or not corpus.valid:
+            raise TrainingError(f"data source {corpus.source}: the train or valid split is empty")
+        if opts.init_from:
+            loaded = load_model_dir(opts.init_from, device="cpu")
+            tokenizer, model = loaded.tokenizer, loaded.model
+            self.init_config = loaded.config
+        else:
+            self.init_config = None
+            saved = resume.resume_dir(self.output) / "tokenizer.json"
+            if opts.resume and resume.exists(self.output) and saved.is_file():
+                tokenizer = Tokenizer.from_file(saved)
+            else:
+                d = cfg.data
+                tokenizer = train_tokenizer(d.tokenizer, corpus.train, vocab_size=d.vocab_size, min_freq=d.min_freq)
+            model = build_model(cfg.model_type, cfg.model_options(tokenizer.vocab_size))
+        if self.dist.is_main:
+            self._encode(corpus.train, tokenizer)
+            self._encode(corpus.valid, tokenizer)
+            distributed.barrier(self.dist)
+        return corpus, tokenizer, model
+
+    def _encode(self, text: str, tokenizer: Tokenizer | None = None) -> np.ndarray:
+        return encode_cached(text, tokenizer or self.tokenizer)
+
+    # ---------------------------------------------------------------- the loop
+    def run(self) -> TrainResult:
+        t = self.cfg.training
+        main = self.dist.is_main
+        if main:
+            self.output.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.output / CONFIG_COPY, self.cfg.to_yaml())
+            if not self.opts.resume:
+                (self.output / METRICS_FILE).unlink(missing_ok=True)
+        previous_handler = signal.signal(signal.SIGINT, self._on_sigint) if main else None
+        bar = tqdm(total=t.max_steps, initial=self.step, disable=not (main and self.opts.progress),
+                   dynamic_ncols=True, file=sys.stderr, desc=self.cfg.name or "train")
+        self.train_model.train()
+        session_start = time.perf_counter() - self.elapsed
+        window_start, window_tokens = time.perf_counter(), 0
+        stop_reason = "max_steps"
+        try:
+            while self.step < t.max_steps:
+                loss, tokens, seq_len = self._train_step()
+                self.step += 1
+                self.tokens_seen += tokens
+                window_tokens += tokens
+                self.elapsed = time.perf_counter() - session_start
+                out_of_time = t.max_time is not None and self.elapsed >= t.max_time
+                if self.step % t.log_interval == 0 or self.step == t.max_steps:
+                    now = time.perf_counter()
+                    rate = window_tokens / max(now - window_start, 1e-9)
+                    window_start, window_tokens = now, 0
+                    self._log({"step": self.step, "train_loss": loss, "lr": self._last_lr,
+                               "tokens_per_second": rate, "elapsed": self.elapsed})
+                    bar.set_postfix(loss=f"{loss:.3f}", ppl=f"{perplexity(loss):.1f}", lr=f"{self._last_lr:.2e}",
+                                    tok_s=f"{rate:,.0f}", refresh=False)
+                bar.update(1)
+                code = _INTERRUPTED if self._interrupted else _OUT_OF_TIME if out_of_time else _GO_ON
+                code = distributed.broadcast_code(self.dist, code, self.device)
+                if code == _INTERRUPTED:
+                    if main:
+                        self._save_resume()
+                    raise Interrupted(f"interrupted at step {self.step}: state saved in "
+                                      f"{resume.resume_dir(self.output)}; continue with --resume")
+                if self.step % t.eval_interval == 0 or self.step == t.max_steps or code == _OUT_OF_TIME:
+                    if not self._evaluate_and_save(loss):
+                        stop_reason = "early_stopping"
+                        break
+                if code == _OUT_OF_TIME:
+                    stop_reason = "max_time"
+                    break
+        finally:
+            bar.close()
+            if previous_handler is not None:
+                signal.signal(signal.SIGINT, previous_handler)
+        self._finish(stop_reason)
+        distributed.teardown(self.dist)
+        return TrainResult(self.output, self.step, self.best_val_loss, self._bpc(self.best_val_loss), stop_reason,
+                           self.unigram)
+
+    def _on_sigint(self, signum, frame) -> None:
+        if self._interrupted:  # a second Ctrl-C: the user really wants out
+            raise KeyboardInterrupt
+        self._interrupted = True
+
+    def _train_step(self) -> tuple[float, int, int]:
+        t = self.cfg.training
+        self.optimizer.zero_grad(set_to_none=True)
+        total, tokens, lengths = 0.0, 0, []
+        for micro in range(t.grad_accum):
+            batch = self.sampler.batch(self.step, micro)
+            x, y = batch.x.to(self.device), batch.y.to(self.device)
+            last = micro == t.grad_accum - 1
+            sync = nullcontext() if (last or not self.dist.enabled) else self.train_model.no_sync()
+            with sync:
+                with self.autocast():
+                    if self.model_type == "lstm":
+                        if batch.reset_state:
+                            self.lstm_state = None
+                        out = self.train_model(x, self.lstm_state)
+                        self.lstm_state = self.model.detach_state(out.state)
+                    else:
+                        out = self.train_model(x)
+                    logits = out.logits
+                    loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1))
+                    objective = loss
+                    if self.model_type == "lstm" and t.alpha:  # AR: large activations after dropout
+                        objective = objective + t.alpha * out.dropped_hidden.float().pow(2).mean()
+                    if self.model_type == "lstm" and t.beta:  # TAR: fast-changing hidden states
+                        objective = objective + t.beta * (out.hidden[:, 1:] - out.hidden[:, :-1]).float().pow(2).mean()
+                objective = objective / t.grad_accum
+                if self.scaler is not None:
+                    self.scaler.scale(objective).backward()
+                else:
+                    objective.backward()
+            total += loss.item() / t.grad_accum
+            tokens += y.numel() * self.dist.world_size
+            lengths.append(batch.seq_len)
+        if not math.isfinite(total):
+            self._diverged(f"loss became {total} at step {self.step + 1}")
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
+        if t.grad_clip > 0:
+            norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
+            if not torch.isfinite(norm) and self.scaler is None:
+                self._diverged(f"the gradient norm became {float(norm)} at step {self.step + 1}")
+        self._set_lr(sum(lengths) / len(lengths))
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        if self.ntasgd is not None:
+            self.ntasgd.update()
+        return total, tokens, lengths[0]
+
+    def _set_lr(self, seq_len: float) -> None:
+        t = self.cfg.training
+        progress = self.step / t.max_steps
+        if t.max_time:
+            progress = max(progress, self.elapsed / t.max_time)
+        lr = scheduled_lr(t, self.step, progress) * self.plateau.scale
+        if t.variable_bptt:  # AWD: a shorter window gets a proportionally smaller step
+            lr *= seq_len / t.seq_len
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self._last_lr = lr
+
+    def _diverged(self, what: str) -> None:
+        where = f"the last good checkpoint in {self.output} is kept" if self.best_step else "no checkpoint was saved"
+        raise TrainingError(f"training diverged: {what}; {where} (try a lower training.lr, or training.grad_clip)")
+
+    # ---------------------------------------------------------------- evaluation and checkpoints
+    def validate(self) -> float:
+        """Validation loss (nats/token) of the current weights (the NT-ASGD average once it is on)."""
+        t = self.cfg.training
+        model = self.ntasgd.eval_model() if self.ntasgd else self.model
+        model.eval()
+        stats = TokenStats(detailed=False)
+        batch_size = t.eval_batch_size or t.batch_size
+        world = dict(rank=self.dist.rank, world_size=self.dist.world_size, autocast=self.autocast)
+        if self.model_type == "gpt":
+            windows = None if t.eval_batches is None else t.eval_batches * batch_size
+            score_gpt(model, self.valid_ids, stats, self.device, context=t.seq_len, batch_size=batch_size,
+                      max_windows=windows, **world)
+        else:
+            score_lstm(model, self.valid_ids, stats, self.device, streams=batch_size, chunk=t.seq_len,
+                       max_chunks=t.eval_batches, **world)
+        model.train()
+        total, count = distributed.all_reduce_sum(self.dist, [stats.nll_sum, float(stats.count)], self.device)
+        return total / max(count, 1.0)
+
+    def _bpc(self, loss: float) -> float:
+        # validation figures cover whole tokens; characters per token of the validation text converts them
+        return bits_per_char(loss, 1, self.chars_per_token)
+
+    def _evaluate_and_save(self, train_loss: float) -> bool:
+        """Validate, keep the best weights, update NT-ASGD / plateau / patience, save the resume state.
+        False when early stopping says to end the run."""
+        t = self.cfg.training
+        val_loss = self.validate()
+        if not math.isfinite(val_loss):
+            self._diverged(f"the validation loss became {val_loss} at step {self.step}")
+        self.val_history.append(val_loss)
+        improved = val_loss < self.best_val_loss
+        if improved:
+            self.best_val_loss, self.best_step, self.bad_evals = val_loss, self.step, 0
+        else:
+            self.bad_evals += 1
+        if self.dist.is_main:
+            self._log({"step": self.step, "train_loss": train_loss, "lr": self._last_lr,
+                       "tokens_per_second": None, "elapsed": self.elapsed, "val_loss": val_loss,
+                       "val_perplexity": perplexity(val_loss), "val_bits_per_char": self._bpc(val_loss)})
+            if improved:
+                source = self.ntasgd.eval_model() if self.ntasgd else self.model
+                self.best_weights = {k: v.detach().to("cpu").clone() for k, v in source.state_dict().items()}
+                self._save_model(source, finished=False)
+            plots.training_curve(self.rows, self.output / CURVE_FILE, title=self.cfg.name)
+        if self.ntasgd is not None and self.ntasgd.after_eval(self.val_history, self.step):
+            tqdm.write(f"step {self.step}: validation stopped improving, switching to averaged SGD", file=sys.stderr)
+        if t.schedule == "plateau":
+            self.plateau.step(val_loss)
+        if self.dist.is_main:
+            self._save_resume()
+        return t.patience is None or self.bad_evals < t.patience
+
+    def _metadata(self, finished: bool) -> dict:
+        cfg, corpus = self.cfg, self.corpus
+        loss = self.best_val_loss
+        return {
+            "name": self.output.name,
+            "training": {
+                "preset": cfg.name,
+                "config_file": cfg.source,
+                "config": cfg.to_dict(),
+                "command": self.opts.command,
+                "steps": self.step,
+                "best_step": self.best_step,
+                "finished": finished,
+                "tokens_seen": self.tokens_seen,
+                "wall_time_s": round(self.elapsed, 2),
+                "hardware": describe(self.device),
+                "world_size": self.dist.world_size,
+                "init_from": self.opts.init_from,
+                "data": {
+                    "source": corpus.source,
+                    "split": corpus.split,
+                    "cleaner": cfg.data.cleaner,
+                    "train_characters": len(corpus.train),
+                    "valid_characters": len(corpus.valid),
+                    "train_tokens": int(len(self.train_ids)),
+                    "valid_tokens": int(len(self.valid_ids)),
+                },
+                "unigram_val_loss": self.unigram,
+            },
+            "metrics": {
+                "val_loss": loss,
+                "val_perplexity": perplexity(loss),
+                "val_bits_per_char": self._bpc(loss),
+            },
+        }
+
+    def _save_model(self, model: torch.nn.Module, finished: bool) -> None:
+        save_model_dir(self.output, model, self.tokenizer, metadata=self._metadata(finished),
+                       dtype=self.cfg.training.weights_dtype)
+
+    def _finish(self, stop_reason: str) -> None:
+        """Re-save the best weights with the final record (steps, wall time, stop reason)."""
+        if not self.dist.is_main or self.best_weights is None:
+            return
+        model = self.ntasgd.eval_model() if self.ntasgd else self.model
+        model.load_state_dict(self.best_weights)
+        meta = self._metadata(finished=True)
+        meta["training"]["stop_reason"] = stop_reason
+        save_model_dir(self.output, model, self.tokenizer, metadata=meta, dtype=self.cfg.training.weights_dtype)
+
+    def _log(self, row: dict) -> None:
+        if not self.dist.is_main:
+            return
+        self.rows.append(row)
+        # open and close per row: save_model_dir swaps the directory, so a long-lived handle would go stale
+        with open(self.output / METRICS_FILE, "a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
+
+    # ---------------------------------------------------------------- resume
+    def _save_resume(self) -> None:
+        tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
+        optim_tensors, optim_meta = resume.flatten_optimizer(self.optimizer)
+        tensors.update(optim_tensors)
+        rng_tensors, rng_meta = resume.rng_state()
+        tensors.update(rng_tensors)
+        if self.lstm_state is not None:
+            for i, (h, c) in enumerate(self.lstm_state):
+                tensors[f"lstm_state.{i}.h"], tensors[f"lstm_state.{i}.c"] = h, c
+        if self.ntasgd is not None and self.ntasgd.active:
+            tensors.update({f"averaged.{k}": v for k, v in self.ntasgd.averaged.state_dict().items()})
+        if self.best_weights is not None:
+            tensors.update({f"best.{k}": v for k, v in self.best_weights.items()})
+        meta = {
+            "step": self.step,
+            "elapsed": self.elapsed,
+            "tokens_seen": self.tokens_seen,
+            "best_val_loss": self.best_val_loss,
+            "best_step": self.best_step,
+            "val_history": self.val_history,
+            "bad_evals": self.bad_evals,
+            "sampler": self.sampler.state_dict(),
+            "plateau": self.plateau.state_dict(),
+            "ntasgd_started_at": self.ntasgd.started_at if self.ntasgd else None,
+            "optimizer": optim_meta,
+            "rng": rng_meta,
+            "model_type": self.model_type,
+            "last_lr": getattr(self, "_last_lr", None),
+        }
+        resume.save(self.output, tensors, meta, {"tokenizer.json": self.tokenizer.to_str()})
+
+    def _restore(self) -> None:
+        if not resume.exists(self.output):
+            if self.dist.is_main:
+                tqdm.write(f"note: {self.output} has no resume state; starting from step 0", file=sys.stderr)
+            return
+        tensors, meta = resume.load(self.output)
+        if meta.get("model_type") != self.model_type:
+            raise TrainingError(f"{resume.resume_dir(self.output)}: saved for a {meta.get('model_type')} model, "
+                                f"the config builds a {self.model_type}")
+        try:
+            self.model.load_state_dict(resume.prefixed(tensors, "model"))
+        except RuntimeError as exc:
+            first = str(exc).strip().splitlines()
+            raise TrainingError(f"{resume.resume_dir(self.output)}: the saved weights do not fit this config's "
+                                f"model ({first[1].strip() if len(first) > 1 else first[0]})") from None
+        resume.restore_optimizer(self.optimizer, tensors, meta["optimizer"])
+        self.step, self.elapsed = int(meta["step"]), float(meta["elapsed"])
+        self.tokens_seen = int(meta["tokens_seen"])
+        self.best_val_loss, self.best_step = float(meta["best_val_loss"]), int(meta["best_step"])
+        self.val_history, self.bad_evals = list(meta["val_history"]), int(meta["bad_evals"])
+        self.sampler.load_state_dict(meta["sampler"])
+        self.plateau.load_state_dict(meta["plateau"])
+        self._last_lr = meta.get("last_lr") or self.cfg.training.lr
+        layers = sorted({int(k.split(".")[1]) for k in tensors if k.startswith("lstm_state.")})
+        if layers:
+            self.lstm_state = [(tensors[f"lstm_state.{i}.h"].to(self.device), tensors[f"lstm_state.{i}.c"].to(self.device))
+                               for i in layers]
+        if self.ntasgd is not None and meta.get("ntasgd_started_at") is not None:
+            self.ntasgd.start(int(meta["ntasgd_started_at"]))
+            self.ntasgd.averaged.load_state_dict(resume.prefixed(tensors, "averaged"))
+        best = resume.prefixed(tensors, "best")
+        self.best_weights = best or None
+        resume.set_rng_state(tensors, meta["rng"])
+        if self.dist.is_main:
+            self._reload_metrics()
+
+    def _reload_metrics(self) -> None:
+        """Keep the metrics rows up to the resumed step; later ones were from the lost part of the run."""
+        path = self.output / METRICS_FILE
+        rows = []
+        if path.is_file():
+            for line in path.read_text(encoding="utf-8").splitlines():
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a line cut short by the kill
+                if row.get("step", 0) <= self.step:
+                    rows.append(row)
+        self.rows = rows
+        atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
+
+
+def train(config: Config, options: RunOptions) -> TrainResult:
+    return Trainer(config, options).run()
