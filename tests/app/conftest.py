@@ -6,7 +6,6 @@ so they make a char tokenizer from a few lines and two very small models, one of
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -84,9 +83,3 @@ def app(models_dir: Path, monkeypatch: pytest.MonkeyPatch):
 @pytest.fixture
 def client(app):
     return app.test_client()
-
-
-def sse_events(body: bytes | str) -> list[dict]:
-    """The JSON payloads of a Server-Sent Events body."""
-    text = body.decode() if isinstance(body, bytes) else body
-    return [json.loads(block[len("data: "):]) for block in text.split("\n\n") if block.startswith("data: ")]

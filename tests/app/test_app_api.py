@@ -8,7 +8,7 @@ import pytest
 
 from app.limits import get_slots
 from app.registry import get_registry
-from conftest import sse_events
+from tests.app.sse import sse_events
 
 
 def generate(client, **body):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import sse_events
+from tests.app.sse import sse_events
 
 TYPES = {"object": dict, "array": list, "string": str, "boolean": bool, "null": type(None)}
 

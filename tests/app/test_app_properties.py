@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from app import create_app
-from conftest import sse_events
+from tests.app.sse import sse_events
 
 FIELDS = ["prompt", "max_new_tokens", "max_length", "max_seq_len", "temperature", "top_k", "top_p",
           "repetition_penalty", "seed", "stop", "num_return_sequences", "model", "details", "stream"]

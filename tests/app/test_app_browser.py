@@ -1,0 +1,95 @@
+"""The playground in headless Chromium (Debian's `chromium`, driven by Playwright's Python package), against the
+real waitress server: type a prompt, stream a generation, see a field error, and model-controlled HTML stays text."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run"]
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)"),
+]
+sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
+
+from tests.app.servers import Server  # noqa: E402
+
+XSS = "<img src=x onerror=alert(1)>"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    from tests.app.conftest import build_models
+
+    models = build_models(tmp_path_factory.mktemp("browser-models"))
+    server = Server("waitress", models, MAX_NEW_TOKENS="60")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.problems = []
+    page.on("pageerror", lambda error: page.problems.append(str(error)))
+    page.on("dialog", lambda dialog: (page.problems.append(f"dialog: {dialog.message}"), dialog.dismiss()))
+    yield page
+    context.close()
+
+
+def test_generate_streams_text_into_the_page(server, page):
+    page.goto(server.url + "/")
+    page.fill("#prompt", "ROMEO:")
+    page.fill("#max_new_tokens", "40")
+    page.click("#generate")
+    page.locator("#stats", has_text="finish").wait_for(timeout=30_000)
+    assert page.locator("#output .tok").count() > 0
+    output = page.text_content("#output")
+    assert output.startswith("ROMEO:") and len(output) > len("ROMEO:")
+    assert "tokens/s" in page.text_content("#stats")
+    page.check("#show-probabilities")
+    page.locator("#output .tok").first.focus()
+    assert page.locator("#token-tip").is_visible()
+    assert page.problems == []
+
+
+def test_a_bad_value_shows_the_servers_message_next_to_the_field(server, page):
+    page.goto(server.url + "/")
+    page.click("#advanced summary")
+    page.fill("#top_p", "5")
+    page.click("#generate")
+    error = page.locator("#top_p-error")
+    error.wait_for(state="visible", timeout=30_000)
+    assert "top_p" in error.text_content()
+    assert page.get_attribute("#top_p", "aria-invalid") == "true"
+    assert page.problems == []
+
+
+def test_html_in_the_prompt_is_shown_as_text(server, page, tmp_path):
+    page.goto(server.url + "/")
+    page.fill("#prompt", XSS)
+    page.fill("#max_new_tokens", "10")
+    page.click("#generate")
+    page.locator("#stats", has_text="finish").wait_for(timeout=30_000)
+    assert page.text_content("#output .prompt-text") == XSS
+    assert page.locator("#output img").count() == 0
+    assert page.problems == []  # no alert() dialog, no script error
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.screenshot(path=str(tmp_path / "phone.png"), full_page=True)
+    # Nothing sticks out sideways at phone width.
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
