@@ -1,0 +1,218 @@
+"""Load test of the web API: N client threads POST /generate against a gunicorn server on loopback for T seconds.
+
+    .venv/bin/python bench/load.py --clients 16 --duration 60 --max-new-tokens 64
+
+By default it starts the Docker image's command (`gunicorn -c gunicorn.conf.py "app:create_app()"`) on a free
+loopback port, with MODEL_DIR from --model-dir (default: models/), and stops it afterwards; --url targets a
+server that is already running (loopback only: this is not a tool for loading other people's machines).
+
+Reports requests/s, generated tokens/s, p50/p95/p99 latency and counts by status, and checks every 200 response
+(valid JSON, full_text == prompt + generated_text, no more tokens than asked): a "garbled" count must stay 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import shlex
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+REPO = Path(__file__).resolve().parent.parent
+MAX_CLIENTS = 64
+MAX_DURATION = 600
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+@dataclass
+class Tally:
+    """What all client threads saw; appended under `lock`."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    latencies: list[float] = field(default_factory=list)  # seconds, 200 responses only
+    statuses: Counter = field(default_factory=Counter)
+    tokens: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    def add(self, status: str, latency: float | None = None, tokens: int = 0, problem: str | None = None) -> None:
+        with self.lock:
+            self.statuses[status] += 1
+            if latency is not None:
+                self.latencies.append(latency)
+            self.tokens += tokens
+            if problem and len(self.problems) < 10:
+                self.problems.append(problem)
+
+
+def check_body(raw: bytes, prompt: str, max_new_tokens: int) -> tuple[int, str | None]:
+    """(generated tokens, problem or None) for a 200 response body."""
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return 0, f"not JSON: {raw[:80]!r}"
+    if body.get("full_text") != prompt + body.get("generated_text", "\0"):
+        return 0, "full_text is not prompt + generated_text"
+    tokens = body.get("generated_tokens")
+    if not isinstance(tokens, int) or not 0 <= tokens <= max_new_tokens:
+        return 0, f"generated_tokens {tokens!r} out of range"
+    return tokens, None
+
+
+def client(host: str, port: int, payload: dict, deadline: float, tally: Tally, timeout: float) -> None:
+    data = json.dumps(payload).encode()
+    connection = http.client.HTTPConnection(host, port, timeout=timeout)
+    while time.monotonic() < deadline:
+        started = time.perf_counter()
+        try:
+            connection.request("POST", "/generate", body=data, headers={"Content-Type": "application/json"})
+            response = connection.getresponse()
+            raw = response.read()
+        except (OSError, http.client.HTTPException) as error:
+            tally.add(f"error:{type(error).__name__}")
+            connection.close()
+            connection = http.client.HTTPConnection(host, port, timeout=timeout)
+            time.sleep(0.1)
+            continue
+        latency = time.perf_counter() - started
+        if response.status == 200:
+            tokens, problem = check_body(raw, payload["prompt"], payload["max_new_tokens"])
+            tally.add("garbled" if problem else "200", latency, tokens, problem)
+        else:
+            tally.add(str(response.status))
+            if response.status == 503:
+                # What a well-behaved client does; a short pause rather than the full Retry-After keeps load up.
+                time.sleep(min(float(response.getheader("Retry-After") or 1), 0.5))
+        if response.getheader("Connection", "").lower() == "close":
+            connection.close()
+            connection = http.client.HTTPConnection(host, port, timeout=timeout)
+    connection.close()
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    index = min(len(sorted_values) - 1, max(0, round(q / 100 * len(sorted_values) + 0.5) - 1))
+    return sorted_values[index]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_gunicorn(model_dir: Path, port: int, workers: int | None, extra_env: dict[str, str]) -> subprocess.Popen:
+    gunicorn = Path(sys.executable).parent / "gunicorn"
+    env = {**os.environ, "MODEL_DIR": str(model_dir), "PORT": str(port), "HOST": "127.0.0.1", **extra_env}
+    if workers:
+        env["WEB_CONCURRENCY"] = str(workers)
+    command = [str(gunicorn), "-c", "gunicorn.conf.py", "app:create_app()"]
+    print("server:", " ".join(shlex.quote(c) for c in command), f"(MODEL_DIR={model_dir} PORT={port})", flush=True)
+    # The access log would print one line per request; keep errors only.
+    return subprocess.Popen(command + ["--access-logfile", "/dev/null"], cwd=REPO, env=env)
+
+
+def wait_until_up(host: str, port: int, process: subprocess.Popen | None, limit: float = 120) -> None:
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            sys.exit(f"bench: the server exited with status {process.returncode}")
+        try:
+            connection = http.client.HTTPConnection(host, port, timeout=2)
+            connection.request("GET", "/health")
+            if connection.getresponse().status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.25)
+    sys.exit(f"bench: no answer from http://{host}:{port}/health after {limit:.0f} s")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clients", type=int, default=16, help=f"concurrent client threads (1-{MAX_CLIENTS})")
+    parser.add_argument("--duration", type=float, default=60, help=f"seconds of load (1-{MAX_DURATION})")
+    parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument("--prompt", default="ROMEO:")
+    parser.add_argument("--temperature", type=float, default=0.8)
+    parser.add_argument("--model", help="a name from /models (default: the server's default)")
+    parser.add_argument("--url", help="an already running server on loopback (default: start gunicorn)")
+    parser.add_argument("--model-dir", type=Path, default=Path(os.environ.get("MODEL_DIR", REPO / "models")))
+    parser.add_argument("--workers", type=int, help="gunicorn workers (WEB_CONCURRENCY) for the started server")
+    parser.add_argument("--timeout", type=float, default=60, help="per-request client timeout, seconds")
+    args = parser.parse_args(argv)
+    if not 1 <= args.clients <= MAX_CLIENTS:
+        parser.error(f"--clients must be 1-{MAX_CLIENTS}")
+    if not 1 <= args.duration <= MAX_DURATION:
+        parser.error(f"--duration must be 1-{MAX_DURATION} seconds")
+    if args.max_new_tokens < 1:
+        parser.error("--max-new-tokens must be >= 1")
+    if args.url:
+        parts = urlsplit(args.url)
+        if parts.scheme != "http" or parts.hostname not in LOOPBACK or not parts.port:
+            parser.error("--url must be http://127.0.0.1:PORT or http://localhost:PORT (loopback only)")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    print("command:", " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]), flush=True)
+    process = None
+    if args.url:
+        host, port = urlsplit(args.url).hostname, urlsplit(args.url).port
+    else:
+        host, port = "127.0.0.1", free_port()
+        # Enough requested tokens must be allowed by the server for the check on generated_tokens to mean much.
+        process = start_gunicorn(args.model_dir, port, args.workers,
+                                 {"MAX_NEW_TOKENS": str(max(args.max_new_tokens, 1))})
+    try:
+        wait_until_up(host, port, process)
+        payload = {"prompt": args.prompt, "max_new_tokens": args.max_new_tokens, "temperature": args.temperature}
+        if args.model:
+            payload["model"] = args.model
+        tally = Tally()
+        started = time.monotonic()
+        deadline = started + args.duration
+        threads = [threading.Thread(target=client, args=(host, port, payload, deadline, tally, args.timeout),
+                                    daemon=True) for _ in range(args.clients)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(args.duration + args.timeout + 5)
+        elapsed = time.monotonic() - started
+    finally:
+        if process is not None:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+    latencies = sorted(tally.latencies)
+    total = sum(tally.statuses.values())
+    print(f"\n{args.clients} clients, {elapsed:.1f} s, max_new_tokens={args.max_new_tokens}, prompt={args.prompt!r}")
+    print(f"requests:        {total} ({total / elapsed:.2f}/s), 200: {len(latencies)} ({len(latencies) / elapsed:.2f}/s)")
+    print(f"generated tokens: {tally.tokens} ({tally.tokens / elapsed:.1f}/s)")
+    if latencies:
+        print("latency of 200s: p50 {:.3f} s  p95 {:.3f} s  p99 {:.3f} s  mean {:.3f} s  max {:.3f} s".format(
+            percentile(latencies, 50), percentile(latencies, 95), percentile(latencies, 99),
+            statistics.fmean(latencies), latencies[-1]))
+    print("by status:       " + ", ".join(f"{k}: {v}" for k, v in sorted(tally.statuses.items())))
+    for problem in tally.problems:
+        print("problem:", problem)
+    unexpected = {k for k in tally.statuses if k not in ("200", "503")}
+    return 1 if unexpected else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
