@@ -70,16 +70,17 @@ class KVCache:
         self.offset += n
 
 
-def rotary_tables(positions: torch.Tensor, head_size: int, base: float) -> tuple[torch.Tensor, torch.Tensor]:
-    inv_freq = 1.0 / base ** (torch.arange(0, head_size, 2, device=positions.device).float() / head_size)
-    angles = positions.float()[:, None] * inv_freq[None, :]  # (T, hs/2)
-    return angles.cos(), angles.sin()
+def rotary_table(length: int, head_size: int, base: float, device=None) -> torch.Tensor:
+    """Unit complex numbers e^(i * position * frequency): (length, head_size / 2)."""
+    inv_freq = 1.0 / base ** (torch.arange(0, head_size, 2, device=device).float() / head_size)
+    angles = torch.arange(length, device=device).float()[:, None] * inv_freq[None, :]
+    return torch.polar(torch.ones_like(angles), angles)
 
 
-def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    x1, x2 = x[..., 0::2], x[..., 1::2]  # (B, nh, T, hs/2) each
-    rotated = torch.stack([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
-    return rotated.flatten(-2).type_as(x)
+def apply_rotary(x: torch.Tensor, rope: torch.Tensor) -> torch.Tensor:
+    """Rotate each pair of channels of x (B, nh, T, hs) by its position's angle; rope is (T, hs/2) complex."""
+    pairs = torch.view_as_complex(x.float().reshape(*x.shape[:-1], -1, 2))  # (B, nh, T, hs/2)
+    return torch.view_as_real(pairs * rope).flatten(-2).type_as(x)
 
 
 class CausalSelfAttention(nn.Module):
@@ -97,7 +98,7 @@ class CausalSelfAttention(nn.Module):
         q, k, v = self.qkv(x).split(C, dim=2)
         q, k, v = (t.view(B, T, self.n_head, self.head_size).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
         if rope is not None:
-            q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
+            q, k = apply_rotary(q, rope), apply_rotary(k, rope)
         if cache is not None:
             k, v = cache.append(layer, k, v)  # (B, nh, past + T, hs)
         if past == 0:
@@ -151,6 +152,7 @@ class GPT(nn.Module):
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         self.lm_head.weight = self.wte.weight  # weight tying: one tensor for both ends
         self.apply(self._init_weights)
+        self._rope: torch.Tensor | None = None  # rotary table, grown on demand (not a weight)
         for name, p in self.named_parameters():
             if name.endswith("proj.weight"):  # GPT-2's scaled init of residual projections
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
@@ -186,18 +188,25 @@ class GPT(nn.Module):
             self._make_room(state, T)
             past = state.length
         start = past + (state.offset if state is not None else 0)
-        positions = torch.arange(start, start + T, device=tokens.device)
         x = self.wte(tokens)  # (B, T, C)
         rope = None
         if self.wpe is not None:
-            x = x + self.wpe(positions - (state.offset if state is not None else 0))
+            x = x + self.wpe(torch.arange(past, past + T, device=tokens.device))
         else:
-            rope = rotary_tables(positions, self.config.n_embd // self.config.n_head, self.config.rope_base)
+            rope = self._rotary(start + T, tokens.device)[start : start + T]
         x = self.drop(x)
         for layer, block in enumerate(self.blocks):
             x = block(x, rope, state, layer, past)  # past: cached positions before these
         logits = self.lm_head(self.ln_f(x))  # (B, T, V)
         return ModelOutput(logits=logits, state=state)
+
+    def _rotary(self, length: int, device: torch.device) -> torch.Tensor:
+        if self._rope is None or self._rope.shape[0] < length or self._rope.device != device:
+            size = max(length, 2 * self.config.context_length, 0 if self._rope is None else 2 * self._rope.shape[0])
+            # a plain tensor even when first needed under inference_mode, so training can use it too
+            with torch.inference_mode(False), torch.no_grad():
+                self._rope = rotary_table(size, self.config.n_embd // self.config.n_head, self.config.rope_base, device)
+        return self._rope
 
     def _make_room(self, state: KVCache, new_tokens: int) -> None:
         """Slide the cache so `new_tokens` more fit in the context.
