@@ -84,7 +84,7 @@ class StreamSampler:
         x = torch.from_numpy(np.asarray(self.streams[:, p: p + n], dtype=np.int64))
         y = torch.from_numpy(np.asarray(self.streams[:, p + 1: p + 1 + n], dtype=np.int64))
         self.position += n
-        return Batch(x, y, n, reset or (p == 0 and self.epoch == 0 and step == 0))
+        return Batch(x, y, n, reset)
 
     def state_dict(self) -> dict:
         return {"position": self.position, "epoch": self.epoch}

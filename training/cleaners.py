@@ -54,7 +54,9 @@ def _tidy(text: str) -> str:
 # WikiText: " = = Section = = " headings, " @-@ " style escapes, spaces around punctuation.
 _WIKI_HEADING = re.compile(r"^\s*(=\s*)+[^=\n]*?(\s*=)+\s*$", re.MULTILINE)
 _WIKI_ESCAPE = re.compile(r" @([-.,])@ ")
-_CITATION = re.compile(r"\[(?:\d+(?:[,\u2013-]\s*\d+)*|citation needed|clarification needed|note \d+|[a-z])\]")
+_CITATION = re.compile(
+    r"\[\s*(?:\d+(?:\s*[,\u2013-]\s*\d+)*|citation needed|clarification needed|note \d+|[a-z])\s*\]"
+)
 _SPACE_BEFORE_PUNCT = re.compile(r" +([.,;:!?%)\]}'])")
 _SPACE_AFTER_OPEN = re.compile(r"([(\[{$]) +")
 _CONTRACTION = re.compile(r" +(n't|'s|'re|'ve|'ll|'d|'m)\b")

@@ -318,7 +318,7 @@ def _model_key(message: str, model: dict[str, Any]) -> str:
     unknown = re.search(r"unknown \w+ option\(s\) ([\w, ]+)", message)
     if unknown:
         return f"model.{unknown.group(1).split(',')[0].strip()}"
-    for key in sorted(model, key=len, reverse=True):
-        if key != "type" and key in message:
-            return f"model.{key}"
-    return "model"
+    # the key named first in the message ("gpt n_embd (30) must be divisible by n_head (4)" is about n_embd)
+    found = [(m.start(), key) for key in model if key != "type"
+             for m in [re.search(rf"\b{re.escape(key)}\b", message)] if m]
+    return f"model.{min(found)[1]}" if found else "model"

@@ -1,0 +1,70 @@
+"""Shared fixtures for the training tests: an isolated download/token cache, small configs, a trained tiny GPT."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("scriptorium-cache")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(cache_dir, monkeypatch):
+    """Never touch the user's ~/.cache or their SCRIPTORIUM_DATA; share one token cache across the session."""
+    monkeypatch.setenv("SCRIPTORIUM_CACHE", str(cache_dir))
+    monkeypatch.delenv("SCRIPTORIUM_DATA", raising=False)
+
+
+def tiny_config(kind: str = "gpt", **training) -> dict:
+    """A config that trains in a second or two on synthetic text."""
+    if kind == "gpt":
+        model = {"type": "gpt", "context_length": 32, "n_layer": 1, "n_head": 2, "n_embd": 32, "dropout": 0.0}
+    else:
+        model = {"type": "lstm", "emb_size": 32, "hidden_size": 64, "n_layers": 2, "dropout": 0.1,
+                 "dropout_hidden": 0.1, "dropout_input": 0.1, "dropout_embedding": 0.05, "weight_drop": 0.1}
+    base = {"lr": 0.005, "warmup_steps": 5, "batch_size": 8, "seq_len": 32, "max_steps": 30, "eval_interval": 10,
+            "eval_batches": 4, "log_interval": 5, "seed": 7}
+    base.update(training)
+    return {
+        "name": f"test-{kind}",
+        "data": {"source": "synthetic", "synthetic_chars": 20000, "split": [0.8, 0.2], "tokenizer": "char"},
+        "model": model,
+        "training": base,
+    }
+
+
+def write_config(path: Path, config: dict) -> Path:
+    path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def run_cli(*args: str, timeout: float = 120, env: dict | None = None, **kwargs) -> subprocess.CompletedProcess:
+    """`python -m training ...` in a subprocess, from the repository root."""
+    full_env = {**os.environ, **(env or {})}
+    full_env["PYTHONPATH"] = str(ROOT) + os.pathsep + full_env.get("PYTHONPATH", "")
+    return subprocess.run([sys.executable, "-m", "training", *args], cwd=ROOT, env=full_env, capture_output=True,
+                          text=True, timeout=timeout, **kwargs)
+
+
+@pytest.fixture(scope="session")
+def trained_gpt(tmp_path_factory, cache_dir) -> Path:
+    """A tiny GPT model directory, trained once for the evaluate / generate / benchmark tests."""
+    from training.config import config_from_dict
+    from training.trainer import RunOptions, train
+
+    out = tmp_path_factory.mktemp("models") / "tiny-gpt"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SCRIPTORIUM_CACHE", str(cache_dir))
+        config = config_from_dict(tiny_config("gpt", max_steps=40, eval_interval=20), "tiny.yaml")
+        train(config, RunOptions(output=out, progress=False, command="test"))
+    return out

@@ -1,0 +1,183 @@
+"""Data sources, splits, the token cache, downloads (with the network monkeypatched) and batch samplers."""
+
+from __future__ import annotations
+
+import urllib.error
+
+import numpy as np
+import pytest
+
+from lm.tokenizers import train_tokenizer
+from training import corpora
+from training.batches import StreamSampler, WindowSampler
+from training.cli import main
+from training.config import DataConfig
+from training.data import DataError, load_corpus, load_text, split_text
+from training.token_cache import encode_cached
+
+
+def test_nanogpt_split_sizes():
+    text = "x" * 1_115_394  # TinyShakespeare's length
+    train, valid, test = split_text(text, [0.9, 0.1])
+    assert (len(train), len(valid), len(test)) == (1_003_854, 111_540, 0)
+
+
+def test_three_way_split_is_contiguous():
+    text = "".join(chr(65 + i % 26) for i in range(1000))
+    train, valid, test = split_text(text, [0.7, 0.15, 0.15])
+    assert (len(train), len(valid), len(test)) == (700, 150, 150)
+    assert train + valid + test == text
+
+
+def test_text_file_source(tmp_path):
+    path = tmp_path / "book.txt"
+    path.write_text("line\n" * 200)
+    corpus = load_corpus(DataConfig(source=str(path), split=[0.5, 0.25, 0.25]))
+    assert len(corpus.train) == 500 and len(corpus.valid) == 250 and len(corpus.test) == 250
+    assert "train [0%, 50%)" in corpus.split
+
+
+def test_directory_of_txt_files_is_recursive_and_sorted(tmp_path):
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a.txt").write_text("alpha\n")
+    (tmp_path / "b" / "c.txt").write_text("gamma\n")
+    (tmp_path / "b" / "skip.md").write_text("not text\n")
+    text = load_text(str(tmp_path))
+    assert text == "alpha\n\ngamma\n"
+
+
+@pytest.mark.parametrize("names", [("wiki.train.tokens", "wiki.valid.tokens", "wiki.test.tokens"),
+                                   ("train.txt", "valid.txt", "test.txt")])
+def test_wikitext_layout_uses_the_given_files(tmp_path, names):
+    for name, content in zip(names, ("train words\n", "valid words\n", "test words\n")):
+        (tmp_path / name).write_text(content)
+    corpus = load_corpus(DataConfig(source=str(tmp_path), cleaner="none"))
+    assert (corpus.train, corpus.valid, corpus.test) == ("train words\n", "valid words\n", "test words\n")
+
+
+def test_synthetic_source_is_deterministic():
+    a = load_corpus(DataConfig(source="synthetic", synthetic_chars=5000), seed=3)
+    b = load_corpus(DataConfig(source="synthetic", synthetic_chars=5000), seed=3)
+    assert a.train == b.train and len(a.train) == 4500
+
+
+def test_missing_path_is_a_clear_error(tmp_path):
+    with pytest.raises(DataError, match="no such file or directory"):
+        load_corpus(DataConfig(source=str(tmp_path / "nope.txt")))
+
+
+def test_hf_source_without_datasets_package_is_a_clear_error(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_datasets(name, *args, **kwargs):
+        if name == "datasets":
+            raise ImportError("no datasets")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_datasets)
+    with pytest.raises(DataError, match="pip install datasets"):
+        load_corpus(DataConfig(source="hf:wikitext:wikitext-2-raw-v1"))
+
+
+def _offline(monkeypatch):
+    def refuse(url, timeout=30.0):
+        raise urllib.error.URLError("Temporary failure in name resolution")
+
+    monkeypatch.setattr(corpora, "_fetch_url", refuse)
+
+
+def test_offline_download_says_where_to_put_the_file(monkeypatch, cache_dir):
+    _offline(monkeypatch)
+    with pytest.raises(DataError) as info:
+        load_corpus(DataConfig(source="tinyshakespeare"))
+    message = str(info.value)
+    assert "cannot download tinyshakespeare" in message and "offline" in message
+    assert str(cache_dir / "tinyshakespeare" / "input.txt") in message and "\n" not in message
+
+
+def test_offline_prepare_data_cli_is_one_line_exit_1(monkeypatch, tmp_path, capsys):
+    _offline(monkeypatch)
+    assert main(["prepare-data", "--source", "wikitext2", "--out", str(tmp_path / "wt2")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "wikitext2" in err and "train.txt" in err and "Traceback" not in err
+
+
+def test_download_is_cached(monkeypatch, tmp_path):
+    calls = []
+
+    def fake(url, timeout=30.0):
+        calls.append(url)
+        return b"To be, or not to be.\n" * 100
+
+    monkeypatch.setattr(corpora, "_fetch_url", fake)
+    first = load_corpus(DataConfig(source="tinyshakespeare"))
+    second = load_corpus(DataConfig(source="tinyshakespeare"))
+    assert len(calls) == 1 and "karpathy/char-rnn" in calls[0]
+    assert first.train == second.train and first.train.startswith("To be")
+
+
+def test_scriptorium_data_directory_is_searched(monkeypatch, tmp_path):
+    _offline(monkeypatch)
+    (tmp_path / "tinyshakespeare.txt").write_text("Local copy.\n" * 50)
+    monkeypatch.setenv("SCRIPTORIUM_DATA", str(tmp_path))
+    assert load_corpus(DataConfig(source="tinyshakespeare")).train.startswith("Local copy.")
+
+
+def test_data_directory_override_finds_the_named_corpus(monkeypatch, tmp_path):
+    _offline(monkeypatch)
+    (tmp_path / "tinyshakespeare.txt").write_text("From --data.\n" * 50)
+    (tmp_path / "other.txt").write_text("unrelated\n")
+    corpus = load_corpus(DataConfig(source="tinyshakespeare"), data=str(tmp_path))
+    assert corpus.train.startswith("From --data.") and "unrelated" not in corpus.train + corpus.valid
+
+
+def test_prepare_data_writes_a_wikitext_layout(tmp_path, capsys):
+    source = tmp_path / "book.txt"
+    source.write_text("ROMEO:\nBut soft!\n" * 100)
+    out = tmp_path / "prepared"
+    assert main(["prepare-data", "--source", str(source), "--cleaner", "dialogue", "--split", "0.8,0.1,0.1",
+                 "--out", str(out)]) == 0
+    assert {p.name for p in out.iterdir()} == {"train.txt", "valid.txt", "test.txt", "prepare.json"}
+    assert "ROMEO" not in (out / "train.txt").read_text()
+    corpus = load_corpus(DataConfig(source=str(out)))
+    assert corpus.split == "given train/valid/test files"
+
+
+def test_token_cache_reuses_and_keys_by_tokenizer(tmp_path):
+    text = "hello world\n" * 50
+    char = train_tokenizer("char", text)
+    first = encode_cached(text, char, tmp_path)
+    second = encode_cached(text, char, tmp_path)
+    assert isinstance(first, np.memmap) and first.filename == second.filename
+    assert first.tolist() == char.encode(text)
+    word = train_tokenizer("word", text)
+    assert encode_cached(text, word, tmp_path).filename != first.filename
+    assert encode_cached(text + "!", char, tmp_path).filename != first.filename
+
+
+def test_window_sampler_is_a_function_of_seed_and_step():
+    ids = np.arange(1000) % 50
+    a, b = WindowSampler(ids, 4, 16, seed=1), WindowSampler(ids, 4, 16, seed=1)
+    assert a.batch(5).x.equal(b.batch(5).x) and not a.batch(5).x.equal(a.batch(6).x)
+    batch = a.batch(0)
+    assert batch.x.shape == (4, 16) and batch.y[:, :-1].equal(batch.x[:, 1:])
+
+
+def test_stream_sampler_walks_contiguously_and_wraps():
+    ids = np.arange(200)
+    sampler = StreamSampler(ids, batch_size=2, seq_len=30, seed=0)
+    first, second = sampler.batch(0), sampler.batch(1)
+    assert first.x[0, 0] == 0 and first.x[1, 0] == 100  # two streams of 100
+    assert second.x[0, 0] == first.x[0, -1] + 1 and second.y[0, -1] == second.x[0, -1] + 1
+    assert sampler.batch(2).x[0, 0] == 60 and sampler.batch(3).seq_len == 9  # the short remainder
+    batch = sampler.batch(4)
+    assert batch.reset_state and batch.x[0, 0] == 0 and sampler.epoch == 1
+
+
+def test_variable_bptt_lengths_vary_deterministically():
+    ids = np.arange(10_000)
+    lengths = [StreamSampler(ids, 2, 70, seed=1, variable=True).draw_len(s) for s in range(50)]
+    again = [StreamSampler(ids, 2, 70, seed=1, variable=True).draw_len(s) for s in range(50)]
+    assert lengths == again and len(set(lengths)) > 5 and min(lengths) >= 5 and max(lengths) <= 110
