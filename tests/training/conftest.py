@@ -32,7 +32,7 @@ def tiny_config(kind: str = "gpt", **training) -> dict:
     else:
         model = {"type": "lstm", "emb_size": 32, "hidden_size": 64, "n_layers": 2, "dropout": 0.1,
                  "dropout_hidden": 0.1, "dropout_input": 0.1, "dropout_embedding": 0.05, "weight_drop": 0.1}
-    base = {"lr": 0.005, "warmup_steps": 5, "batch_size": 8, "seq_len": 32, "max_steps": 30, "eval_interval": 10,
+    base = {"lr": 0.005 if kind == "gpt" else 0.02, "warmup_steps": 5, "batch_size": 8, "seq_len": 32, "max_steps": 30, "eval_interval": 10,
             "eval_batches": 4, "log_interval": 5, "seed": 7}
     base.update(training)
     return {
