@@ -15,6 +15,7 @@ import sys
 import waitress
 
 from app import NoUsableModelError, SettingsError, create_app
+from app.registry import EXTENSION as MODELS
 
 
 def main() -> int:
@@ -29,8 +30,11 @@ def main() -> int:
     host, port = config["HOST"], config["PORT"]
     # Threads beyond the generation limit keep pages, /health and quick 503s answering while generations run.
     threads = config["MAX_CONCURRENT_GENERATIONS"] + 4
-    print(f"scriptorium: serving {', '.join(application.extensions['scriptorium.models'].names)} "
-          f"on http://{host}:{port}", flush=True)
+    print(
+        f"scriptorium: serving {', '.join(application.extensions[MODELS].names)} "
+        f"on http://{host}:{port}",
+        flush=True,
+    )
     waitress.serve(application, host=host, port=port, threads=threads, ident="scriptorium")
     return 0
 

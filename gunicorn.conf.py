@@ -6,9 +6,9 @@
   torch's thread pools and fork do not mix (a pool started in the master deadlocks or is dead in the child).
 - torch threads per worker = cores / workers, so that the workers together use each core once.
 
-Environment: PORT (default 7860, the Space's port), HOST (default 0.0.0.0) or BIND ("host:port", overrides both),
-WEB_CONCURRENCY (workers), GUNICORN_THREADS (threads per worker), plus the app's own settings (docs/deploy.md),
-of which GENERATION_TIMEOUT sets the worker timeout here.
+Environment: PORT (default 7860, the Space's port), HOST (default 0.0.0.0) or BIND ("host:port", overrides
+both), WEB_CONCURRENCY (workers), GUNICORN_THREADS (threads per worker), plus the app's own settings
+(docs/deploy.md), of which GENERATION_TIMEOUT sets the worker timeout here.
 """
 
 import os
@@ -57,8 +57,8 @@ threads = _env_int("GUNICORN_THREADS", _env_int("MAX_CONCURRENT_GENERATIONS", 4)
 TORCH_THREADS = max(1, CORES // workers)
 preload_app = False
 
-# A request's longest legitimate run is one generation (GENERATION_TIMEOUT, default 30 s) plus its wait for a slot
-# and model loading at boot; past `timeout` without a heartbeat the master restarts the worker.
+# A request's longest legitimate run is one generation (GENERATION_TIMEOUT, default 30 s) plus its wait for a
+# slot and model loading at boot; past `timeout` without a heartbeat the master restarts the worker.
 timeout = int(_env_float("GENERATION_TIMEOUT", 30.0)) + 60
 graceful_timeout = int(_env_float("GENERATION_TIMEOUT", 30.0)) + 10
 keepalive = 5
@@ -76,20 +76,26 @@ forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 
 
 def on_starting(server):
-    """Stop early, with one line, when there is obviously nothing to serve (checked without importing torch)."""
+    """Stop early, with one line, when there is obviously nothing to serve (checked without importing
+    torch)."""
     model_dir = Path(os.environ.get("MODEL_DIR") or Path(__file__).resolve().parent / "models")
     candidates = [p for p in model_dir.glob("*/config.json") if not p.parent.name.startswith((".", "_"))]
     if not candidates:
-        print(f"scriptorium: cannot start: no model directories with a config.json in {model_dir} "
-              "(set MODEL_DIR, or train the shipped models with `make train`)", file=sys.stderr, flush=True)
+        print(
+            f"scriptorium: cannot start: no model directories with a config.json in {model_dir} "
+            "(set MODEL_DIR, or train the shipped models with `make train`)",
+            file=sys.stderr,
+            flush=True,
+        )
         sys.exit(1)
-    server.log.info("workers=%d threads=%d torch threads per worker=%d (cores=%d)", workers, threads,
-                    TORCH_THREADS, CORES)
+    server.log.info(
+        "workers=%d threads=%d torch threads per worker=%d (cores=%d)", workers, threads, TORCH_THREADS, CORES
+    )
 
 
 def post_fork(server, worker):
-    # Runs in the worker, before it calls create_app(): size torch's intra-op pool for this worker, and send the
-    # app's log lines (e.g. a model directory skipped, and why) to gunicorn's error log, in its format.
+    # Runs in the worker, before it calls create_app(): size torch's intra-op pool for this worker, and send
+    # the app's log lines (e.g. a model directory skipped, and why) to gunicorn's error log, in its format.
     import logging
 
     import torch

@@ -19,14 +19,15 @@ bp = Blueprint("api", __name__)
 
 
 def _json_object_body() -> dict[str, Any]:
-    """The body parsed as JSON whatever its Content-Type (so `curl -d '{...}'` works), which must be an object."""
+    """The body parsed as JSON whatever its Content-Type (so `curl -d '{...}'` works), which must be an
+    object."""
     raw = request.get_data(cache=False)  # raises 413 past MAX_CONTENT_LENGTH
     try:
         body = json.loads(raw)
     except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         body = None
     if not isinstance(body, dict):
-        example = f"curl {request.host_url}generate -d '{{\"prompt\": \"ROMEO:\", \"max_new_tokens\": 50}}'"
+        example = f'curl {request.host_url}generate -d \'{{"prompt": "ROMEO:", "max_new_tokens": 50}}\''
         raise APIError(400, f"the request body must be a JSON object, for example: {example}")
     return body
 
@@ -38,16 +39,18 @@ def generate() -> Response:
     fields = request_fields(config, registry.names, registry.default_name)
     generation = parse_generation_request(_json_object_body(), fields, config["MAX_NEW_TOKENS"])
     if generation.model not in registry.generators:
-        raise APIError(404, f"unknown model {generation.model!r}; available: {', '.join(registry.names)}",
-                       field="model")
+        raise APIError(
+            404, f"unknown model {generation.model!r}; available: {', '.join(registry.names)}", field="model"
+        )
     generator = registry.get(generation.model)
     options = generation_options(generation, config["GENERATION_TIMEOUT"])
 
     slots = get_slots()
     slot = slots.try_acquire()
     if slot is None:
-        raise APIError(503, "the server is busy with other generations; retry in a moment",
-                       retry_after=slots.retry_after)
+        raise APIError(
+            503, "the server is busy with other generations; retry in a moment", retry_after=slots.retry_after
+        )
     started = time.perf_counter()
     if not generation.stream:
         with slot:
@@ -55,8 +58,11 @@ def generate() -> Response:
                 result = generator.generate(generation.prompt, **options)
             except ValueError as error:
                 raise core_error(error) from None
-        return jsonify(result_json(generation.model, generation.prompt, result, generation.details,
-                                   time.perf_counter() - started))
+        return jsonify(
+            result_json(
+                generation.model, generation.prompt, result, generation.details, time.perf_counter() - started
+            )
+        )
 
     try:
         stream = generator.stream(generation.prompt, **options)  # checks options now, generates lazily
@@ -76,27 +82,33 @@ def generate() -> Response:
 @bp.get("/models")
 def models() -> Response:
     registry = get_registry()
-    return jsonify({
-        "models": [registry.describe(name) for name in registry.names],
-        "default": registry.default_name,
-        "unavailable": [failure.to_json() for failure in registry.failures],
-    })
+    return jsonify(
+        {
+            "models": [registry.describe(name) for name in registry.names],
+            "default": registry.default_name,
+            "unavailable": [failure.to_json() for failure in registry.failures],
+        }
+    )
 
 
 @bp.get("/health")
 def health() -> Response:
     registry = get_registry()
     slots = get_slots()
-    return jsonify({
-        "status": "ok",
-        "models": registry.names,
-        "default_model": registry.default_name,
-        "unavailable": [failure.to_json() for failure in registry.failures],
-        "generations": {"active": slots.active, "limit": slots.limit},
-    })
+    return jsonify(
+        {
+            "status": "ok",
+            "models": registry.names,
+            "default_model": registry.default_name,
+            "unavailable": [failure.to_json() for failure in registry.failures],
+            "generations": {"active": slots.active, "limit": slots.limit},
+        }
+    )
 
 
 @bp.get("/openapi.json")
 def openapi() -> Response:
     registry = get_registry()
-    return jsonify(openapi_document(current_app.config, registry.names, registry.default_name, request.host_url))
+    return jsonify(
+        openapi_document(current_app.config, registry.names, registry.default_name, request.host_url)
+    )

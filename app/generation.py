@@ -1,4 +1,5 @@
-"""Running a checked `GenerationRequest` on a generator and shaping its results as API JSON (plain and SSE)."""
+"""Running a checked `GenerationRequest` on a generator and shaping its results as API JSON (plain and
+SSE)."""
 
 from __future__ import annotations
 
@@ -17,8 +18,16 @@ log = logging.getLogger(__name__)
 # Alternatives shown per token when details are asked for: enough for the probability view's hover card.
 TOP_ALTERNATIVES = 5
 
-_REQUEST_OPTIONS = ("max_new_tokens", "temperature", "top_k", "top_p", "repetition_penalty", "seed", "stop",
-                    "num_return_sequences")
+_REQUEST_OPTIONS = (
+    "max_new_tokens",
+    "temperature",
+    "top_k",
+    "top_p",
+    "repetition_penalty",
+    "seed",
+    "stop",
+    "num_return_sequences",
+)
 
 
 def generation_options(request: GenerationRequest, time_limit: float) -> dict[str, Any]:
@@ -93,13 +102,15 @@ def sse_events(
 ) -> Iterator[str]:
     """Server-Sent Events for an open `GenerationStream`: one per token, then a summary with "done": true.
 
-    `on_finish` (freeing the generation slot) runs however this ends: normal end, an error, or the client going
-    away, which the WSGI server reports by closing this iterator (GeneratorExit at the current `yield`).
+    `on_finish` (freeing the generation slot) runs however this ends: normal end, an error, or the client
+    going away, which the WSGI server reports by closing this iterator (GeneratorExit at the current `yield`).
     """
     try:
         for event in stream:
             yield sse({"index": event.index, "token": token_json(event, request.details)})
-        summary = result_json(request.model, request.prompt, stream.result, False, time.perf_counter() - started)
+        summary = result_json(
+            request.model, request.prompt, stream.result, False, time.perf_counter() - started
+        )
         yield sse({"done": True, **summary})
     except ValueError as error:
         yield sse(error_body(422, str(error), core_error(error).field))

@@ -1,7 +1,8 @@
 """At most MAX_CONCURRENT_GENERATIONS generations at once in this process.
 
-A CPU running more generations than it has cores makes every one of them slower; past the limit a request waits
-QUEUE_TIMEOUT seconds for a slot and is then told to come back (503 + Retry-After) rather than queueing forever.
+A CPU running more generations than it has cores makes every one of them slower; past the limit a request
+waits QUEUE_TIMEOUT seconds for a slot and is then told to come back (503 + Retry-After) rather than queueing
+forever.
 """
 
 from __future__ import annotations
@@ -72,4 +73,6 @@ def get_slots() -> GenerationSlots:
 
 
 def init_app(app: Flask) -> None:
-    app.extensions[EXTENSION] = GenerationSlots(app.config["MAX_CONCURRENT_GENERATIONS"], app.config["QUEUE_TIMEOUT"])
+    app.extensions[EXTENSION] = GenerationSlots(
+        app.config["MAX_CONCURRENT_GENERATIONS"], app.config["QUEUE_TIMEOUT"]
+    )

@@ -1,7 +1,8 @@
 """The models this process serves: every model directory under MODEL_DIR, loaded once at start-up.
 
-A directory that cannot be loaded is skipped with its reason logged and kept in `failures` (shown by /models and
-/health), so one broken model never takes the others down. With no usable model at all, `NoUsableModelError`.
+A directory that cannot be loaded is skipped with its reason logged and kept in `failures` (shown by /models
+and /health), so one broken model never takes the others down. With no usable model at all,
+`NoUsableModelError`.
 """
 
 from __future__ import annotations
@@ -75,12 +76,15 @@ class ModelRegistry:
                 generators[path.name] = loader(path)
             except Exception as error:  # noqa: BLE001 - any failure of one model must not stop the others
                 reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-                if not isinstance(error, ValueError):  # CheckpointError is a ValueError with a one-line message
+                # CheckpointError is a ValueError whose message is already one line naming the file.
+                if not isinstance(error, ValueError):
                     reason = f"{type(error).__name__}: {reason}"
                 failures.append(LoadFailure(path.name, reason))
                 log.warning("skipping model %s: %s", path, reason)
         if not generators:
-            detail = "; ".join(f"{f.name}: {f.reason}" for f in failures) or "the folder has no model directories"
+            detail = (
+                "; ".join(f"{f.name}: {f.reason}" for f in failures) or "the folder has no model directories"
+            )
             raise NoUsableModelError(f"no usable model in {root} ({detail})")
         return cls(generators, failures, cls._choose_default(generators, default_model))
 
@@ -89,8 +93,11 @@ class ModelRegistry:
         if requested:
             if requested in generators:
                 return requested
-            log.warning("DEFAULT_MODEL=%s is not a loaded model (%s); choosing one", requested, ", ".join(generators))
-        # The best model by validation bits per character, when the trainer recorded it; else the first by name.
+            log.warning(
+                "DEFAULT_MODEL=%s is not a loaded model (%s); choosing one", requested, ", ".join(generators)
+            )
+        # The best model by validation bits per character, when the trainer recorded it; else the first
+        # by name.
         scored = [(bpc, name) for name, g in generators.items() if (bpc := _bits_per_char(g)) is not None]
         return min(scored)[1] if scored else sorted(generators)[0]
 
@@ -121,4 +128,6 @@ def get_registry() -> ModelRegistry:
 
 
 def init_app(app: Flask) -> None:
-    app.extensions[EXTENSION] = ModelRegistry.from_directory(app.config["MODEL_DIR"], app.config["DEFAULT_MODEL"])
+    app.extensions[EXTENSION] = ModelRegistry.from_directory(
+        app.config["MODEL_DIR"], app.config["DEFAULT_MODEL"]
+    )

@@ -1,7 +1,7 @@
 """The `POST /generate` request: its fields, their limits, and the checks that turn a JSON body into options.
 
-One table (`request_fields`) drives both the validation below and the OpenAPI document (app/openapi.py), so the
-published schema cannot drift from what the server accepts.
+One table (`request_fields`) drives both the validation below and the OpenAPI document (app/openapi.py), so
+the published schema cannot drift from what the server accepts.
 """
 
 from __future__ import annotations
@@ -61,32 +61,96 @@ def _fmt(number: float) -> str:
 def request_fields(config: Mapping[str, Any], model_names: list[str], default_model: str) -> list[Field]:
     max_new = config["MAX_NEW_TOKENS"]
     return [
-        Field("prompt", "string", "Text the model continues.", required=True,
-              max_length=config["MAX_PROMPT_CHARS"]),
-        Field("max_new_tokens", "integer",
-              f"Tokens to generate at most; larger values are capped at {max_new} (the server's MAX_NEW_TOKENS).",
-              default=min(100, max_new), minimum=0, aliases=("max_length", "max_seq_len")),
-        Field("temperature", "number",
-              f"Sampling temperature; 0 means greedy decoding, otherwise at least {MIN_POSITIVE_TEMPERATURE}.",
-              default=1.0, minimum=0, maximum=MAX_TEMPERATURE),
-        Field("top_k", "integer", "Sample only from the k most likely tokens; 0 turns it off.",
-              default=0, minimum=0, maximum=MAX_TOP_K),
-        Field("top_p", "number", "Nucleus sampling: the smallest set of tokens whose probability reaches p.",
-              default=1.0, exclusive_minimum=0, maximum=1),
-        Field("repetition_penalty", "number",
-              "CTRL-style penalty on tokens already in the text; 1 is off, above 1 discourages repeats.",
-              default=1.0, minimum=MIN_REPETITION_PENALTY, maximum=MAX_REPETITION_PENALTY),
-        Field("seed", "integer", "Random seed; the one used is in the response, so any output can be reproduced.",
-              minimum=0, maximum=MAX_SEED),
-        Field("stop", "array", "Strings that end the generation; the text ends before the first one found.",
-              default=[], max_items=MAX_STOP_STRINGS, max_length=MAX_STOP_CHARS),
-        Field("num_return_sequences", "integer", "Independent continuations to return (sampled as one batch).",
-              default=1, minimum=1, maximum=MAX_RETURN_SEQUENCES),
-        Field("model", "string", "A model name from GET /models.", default=default_model, enum=tuple(model_names)),
-        Field("details", "boolean", "Include each token's log-probability and its most likely alternatives.",
-              default=False),
-        Field("stream", "boolean", "Answer with Server-Sent Events, one per token, then a final summary.",
-              default=False),
+        Field(
+            "prompt",
+            "string",
+            "Text the model continues.",
+            required=True,
+            max_length=config["MAX_PROMPT_CHARS"],
+        ),
+        Field(
+            "max_new_tokens",
+            "integer",
+            f"Tokens to generate at most; larger values are capped at {max_new} "
+            "(the server's MAX_NEW_TOKENS).",
+            default=min(100, max_new),
+            minimum=0,
+            aliases=("max_length", "max_seq_len"),
+        ),
+        Field(
+            "temperature",
+            "number",
+            f"Sampling temperature; 0 means greedy decoding, otherwise at least {MIN_POSITIVE_TEMPERATURE}.",
+            default=1.0,
+            minimum=0,
+            maximum=MAX_TEMPERATURE,
+        ),
+        Field(
+            "top_k",
+            "integer",
+            "Sample only from the k most likely tokens; 0 turns it off.",
+            default=0,
+            minimum=0,
+            maximum=MAX_TOP_K,
+        ),
+        Field(
+            "top_p",
+            "number",
+            "Nucleus sampling: the smallest set of tokens whose probability reaches p.",
+            default=1.0,
+            exclusive_minimum=0,
+            maximum=1,
+        ),
+        Field(
+            "repetition_penalty",
+            "number",
+            "CTRL-style penalty on tokens already in the text; 1 is off, above 1 discourages repeats.",
+            default=1.0,
+            minimum=MIN_REPETITION_PENALTY,
+            maximum=MAX_REPETITION_PENALTY,
+        ),
+        Field(
+            "seed",
+            "integer",
+            "Random seed; the one used is in the response, so any output can be reproduced.",
+            minimum=0,
+            maximum=MAX_SEED,
+        ),
+        Field(
+            "stop",
+            "array",
+            "Strings that end the generation; the text ends before the first one found.",
+            default=[],
+            max_items=MAX_STOP_STRINGS,
+            max_length=MAX_STOP_CHARS,
+        ),
+        Field(
+            "num_return_sequences",
+            "integer",
+            "Independent continuations to return (sampled as one batch).",
+            default=1,
+            minimum=1,
+            maximum=MAX_RETURN_SEQUENCES,
+        ),
+        Field(
+            "model",
+            "string",
+            "A model name from GET /models.",
+            default=default_model,
+            enum=tuple(model_names),
+        ),
+        Field(
+            "details",
+            "boolean",
+            "Include each token's log-probability and its most likely alternatives.",
+            default=False,
+        ),
+        Field(
+            "stream",
+            "boolean",
+            "Answer with Server-Sent Events, one per token, then a final summary.",
+            default=False,
+        ),
     ]
 
 
@@ -144,8 +208,8 @@ def _check_value(field: Field, value: Any, name: str) -> Any:
         if any(not item or len(item) > (field.max_length or 0) for item in value):
             raise _invalid(name, f"each {name} string must have 1 to {field.max_length} characters")
         return tuple(value)
-    # Numbers. JSON has no separate integer type on the wire for many clients (5.0 from Python), so an integral
-    # float is accepted as an integer; booleans are not numbers even though Python says True == 1.
+    # Numbers. JSON has no separate integer type on the wire for many clients (5.0 from Python), so an
+    # integral float is accepted as an integer; booleans are not numbers even though Python says True == 1.
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         kind = "an integer" if field.type == "integer" else "a number"
         raise _invalid(name, f"{name} must be {kind}, got {_shown(value)}")
@@ -157,7 +221,9 @@ def _check_value(field: Field, value: Any, name: str) -> Any:
     return int(value) if field.type == "integer" else float(value)
 
 
-def parse_generation_request(body: Mapping[str, Any], fields: list[Field], max_new_tokens_cap: int) -> GenerationRequest:
+def parse_generation_request(
+    body: Mapping[str, Any], fields: list[Field], max_new_tokens_cap: int
+) -> GenerationRequest:
     """Check every field of a JSON object body; APIError(422, field=...) for the first bad one.
 
     JSON null means "not given" for every field, so clients can send their defaults explicitly.
@@ -167,7 +233,8 @@ def parse_generation_request(body: Mapping[str, Any], fields: list[Field], max_n
     for key in body:
         if key not in canonical:
             allowed = ", ".join(
-                field.name + (f" (or {' / '.join(field.aliases)})" if field.aliases else "") for field in fields
+                field.name + (f" (or {' / '.join(field.aliases)})" if field.aliases else "")
+                for field in fields
             )
             raise _invalid(str(key), f"unknown field {_shown(key)}; allowed fields: {allowed}")
 
@@ -192,6 +259,8 @@ def parse_generation_request(body: Mapping[str, Any], fields: list[Field], max_n
 
     temperature = values["temperature"]
     if 0 < temperature < MIN_POSITIVE_TEMPERATURE:
-        raise _invalid("temperature", f"temperature must be 0 (greedy) or at least {MIN_POSITIVE_TEMPERATURE}")
+        raise _invalid(
+            "temperature", f"temperature must be 0 (greedy) or at least {MIN_POSITIVE_TEMPERATURE}"
+        )
     values["max_new_tokens"] = min(values["max_new_tokens"], max_new_tokens_cap)
     return GenerationRequest(**values)

@@ -44,7 +44,12 @@ def _positive_float(name: str, value: Any) -> float:
             value = float(value.strip())
         except ValueError:
             raise SettingsError(f"{name} must be a number of seconds, got {value!r}") from None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value <= 0
+    ):
         raise SettingsError(f"{name} must be a number of seconds > 0, got {value!r}")
     return float(value)
 

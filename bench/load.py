@@ -1,4 +1,4 @@
-"""Load test of the web API: N client threads POST /generate against a gunicorn server on loopback for T seconds.
+"""Load test of the web API: N client threads POST /generate to a gunicorn server on loopback for T seconds.
 
     .venv/bin/python bench/load.py --clients 16 --duration 60 --max-new-tokens 64
 
@@ -6,8 +6,9 @@ By default it starts the Docker image's command (`gunicorn -c gunicorn.conf.py "
 loopback port, with MODEL_DIR from --model-dir (default: models/), and stops it afterwards; --url targets a
 server that is already running (loopback only: this is not a tool for loading other people's machines).
 
-Reports requests/s, generated tokens/s, p50/p95/p99 latency and counts by status, and checks every 200 response
-(valid JSON, full_text == prompt + generated_text, no more tokens than asked): a "garbled" count must stay 0.
+Reports requests/s, generated tokens/s, p50/p95/p99 latency and counts by status, and checks every 200
+response (valid JSON, full_text == prompt + generated_text, no more tokens than asked): a "garbled" count
+must stay 0.
 """
 
 from __future__ import annotations
@@ -44,7 +45,9 @@ class Tally:
     tokens: int = 0
     problems: list[str] = field(default_factory=list)
 
-    def add(self, status: str, latency: float | None = None, tokens: int = 0, problem: str | None = None) -> None:
+    def add(
+        self, status: str, latency: float | None = None, tokens: int = 0, problem: str | None = None
+    ) -> None:
         with self.lock:
             self.statuses[status] += 1
             if latency is not None:
@@ -90,7 +93,8 @@ def client(host: str, port: int, payload: dict, deadline: float, tally: Tally, t
         else:
             tally.add(str(response.status))
             if response.status == 503:
-                # What a well-behaved client does; a short pause rather than the full Retry-After keeps load up.
+                # What a well-behaved client does; a short pause rather than the full Retry-After keeps
+                # load up.
                 time.sleep(min(float(response.getheader("Retry-After") or 1), 0.5))
         if response.getheader("Connection", "").lower() == "close":
             connection.close()
@@ -111,13 +115,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_gunicorn(model_dir: Path, port: int, workers: int | None, extra_env: dict[str, str]) -> subprocess.Popen:
+def start_gunicorn(
+    model_dir: Path, port: int, workers: int | None, extra_env: dict[str, str]
+) -> subprocess.Popen:
     gunicorn = Path(sys.executable).parent / "gunicorn"
     env = {**os.environ, "MODEL_DIR": str(model_dir), "PORT": str(port), "HOST": "127.0.0.1", **extra_env}
     if workers:
         env["WEB_CONCURRENCY"] = str(workers)
     command = [str(gunicorn), "-c", "gunicorn.conf.py", "app:create_app()"]
-    print("server:", " ".join(shlex.quote(c) for c in command), f"(MODEL_DIR={model_dir} PORT={port})", flush=True)
+    print(
+        "server:",
+        " ".join(shlex.quote(c) for c in command),
+        f"(MODEL_DIR={model_dir} PORT={port})",
+        flush=True,
+    )
     # The access log would print one line per request; keep errors only.
     return subprocess.Popen(command + ["--access-logfile", "/dev/null"], cwd=REPO, env=env)
 
@@ -140,7 +151,9 @@ def wait_until_up(host: str, port: int, process: subprocess.Popen | None, limit:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--clients", type=int, default=16, help=f"concurrent client threads (1-{MAX_CLIENTS})")
+    parser.add_argument(
+        "--clients", type=int, default=16, help=f"concurrent client threads (1-{MAX_CLIENTS})"
+    )
     parser.add_argument("--duration", type=float, default=60, help=f"seconds of load (1-{MAX_DURATION})")
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--prompt", default="ROMEO:")
@@ -148,7 +161,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--model", help="a name from /models (default: the server's default)")
     parser.add_argument("--url", help="an already running server on loopback (default: start gunicorn)")
     parser.add_argument("--model-dir", type=Path, default=Path(os.environ.get("MODEL_DIR", REPO / "models")))
-    parser.add_argument("--workers", type=int, help="gunicorn workers (WEB_CONCURRENCY) for the started server")
+    parser.add_argument(
+        "--workers", type=int, help="gunicorn workers (WEB_CONCURRENCY) for the started server"
+    )
     parser.add_argument("--timeout", type=float, default=60, help="per-request client timeout, seconds")
     args = parser.parse_args(argv)
     if not 1 <= args.clients <= MAX_CLIENTS:
@@ -172,19 +187,29 @@ def main(argv: list[str] | None = None) -> int:
         host, port = urlsplit(args.url).hostname, urlsplit(args.url).port
     else:
         host, port = "127.0.0.1", free_port()
-        # Enough requested tokens must be allowed by the server for the check on generated_tokens to mean much.
-        process = start_gunicorn(args.model_dir, port, args.workers,
-                                 {"MAX_NEW_TOKENS": str(max(args.max_new_tokens, 1))})
+        # Enough requested tokens must be allowed by the server for the check on generated_tokens to
+        # mean much.
+        process = start_gunicorn(
+            args.model_dir, port, args.workers, {"MAX_NEW_TOKENS": str(max(args.max_new_tokens, 1))}
+        )
     try:
         wait_until_up(host, port, process)
-        payload = {"prompt": args.prompt, "max_new_tokens": args.max_new_tokens, "temperature": args.temperature}
+        payload = {
+            "prompt": args.prompt,
+            "max_new_tokens": args.max_new_tokens,
+            "temperature": args.temperature,
+        }
         if args.model:
             payload["model"] = args.model
         tally = Tally()
         started = time.monotonic()
         deadline = started + args.duration
-        threads = [threading.Thread(target=client, args=(host, port, payload, deadline, tally, args.timeout),
-                                    daemon=True) for _ in range(args.clients)]
+        threads = [
+            threading.Thread(
+                target=client, args=(host, port, payload, deadline, tally, args.timeout), daemon=True
+            )
+            for _ in range(args.clients)
+        ]
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -200,14 +225,18 @@ def main(argv: list[str] | None = None) -> int:
 
     latencies = sorted(tally.latencies)
     total = sum(tally.statuses.values())
-    print(f"\n{args.clients} clients, {elapsed:.1f} s, max_new_tokens={args.max_new_tokens}, prompt={args.prompt!r}")
-    print(f"requests:        {total} ({total / elapsed:.2f}/s), 200: {len(latencies)} ({len(latencies) / elapsed:.2f}/s)")
+    rate = len(latencies) / elapsed
+    settings = f"max_new_tokens={args.max_new_tokens}, prompt={args.prompt!r}"
+    print(f"\n{args.clients} clients, {elapsed:.1f} s, {settings}")
+    print(f"requests:         {total} ({total / elapsed:.2f}/s), 200: {len(latencies)} ({rate:.2f}/s)")
     print(f"generated tokens: {tally.tokens} ({tally.tokens / elapsed:.1f}/s)")
     if latencies:
-        print("latency of 200s: p50 {:.3f} s  p95 {:.3f} s  p99 {:.3f} s  mean {:.3f} s  max {:.3f} s".format(
-            percentile(latencies, 50), percentile(latencies, 95), percentile(latencies, 99),
-            statistics.fmean(latencies), latencies[-1]))
-    print("by status:       " + ", ".join(f"{k}: {v}" for k, v in sorted(tally.statuses.items())))
+        p50, p95, p99 = (percentile(latencies, q) for q in (50, 95, 99))
+        print(
+            f"latency of 200s:  p50 {p50:.3f} s  p95 {p95:.3f} s  p99 {p99:.3f} s  "
+            f"mean {statistics.fmean(latencies):.3f} s  max {latencies[-1]:.3f} s"
+        )
+    print("by status:        " + ", ".join(f"{k}: {v}" for k, v in sorted(tally.statuses.items())))
     for problem in tally.problems:
         print("problem:", problem)
     unexpected = {k for k in tally.statuses if k not in ("200", "503")}

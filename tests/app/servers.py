@@ -31,8 +31,17 @@ def server_command(kind: str) -> list[str]:
 
 def server_env(models_dir: Path, port: int, **settings: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("DEFAULT_MODEL", "BIND", "WEB_CONCURRENCY")}
-    env.update({"MODEL_DIR": str(models_dir), "PORT": str(port), "HOST": "127.0.0.1", "MAX_NEW_TOKENS": "40",
-                "WEB_CONCURRENCY": "1", "GUNICORN_THREADS": "4", **settings})
+    env.update(
+        {
+            "MODEL_DIR": str(models_dir),
+            "PORT": str(port),
+            "HOST": "127.0.0.1",
+            "MAX_NEW_TOKENS": "40",
+            "WEB_CONCURRENCY": "1",
+            "GUNICORN_THREADS": "4",
+            **settings,
+        }
+    )
     return env
 
 
@@ -41,16 +50,21 @@ class Server:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = open(models_dir.parent / f"{kind}-{self.port}.log", "w+b")
-        self.process = subprocess.Popen(server_command(kind), cwd=REPO, env=server_env(models_dir, self.port, **settings),
-                                        stdout=self.log, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(
+            server_command(kind),
+            cwd=REPO,
+            env=server_env(models_dir, self.port, **settings),
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
         deadline = time.monotonic() + 90
         while True:
             if self.process.poll() is not None:
                 raise AssertionError(f"{kind} exited with {self.process.returncode}:\n{self.output()}")
             try:
-                if requests.get(self.url + "/health", timeout=2).status_code == 200:
+                if requests.get(self.url + "/health", timeout=5).status_code == 200:
                     return
-            except requests.ConnectionError:
+            except requests.RequestException:  # not listening yet, or the worker is still booting
                 pass
             if time.monotonic() > deadline:
                 self.stop()

@@ -19,8 +19,18 @@ def test_generate_answers_the_documented_fields(client):
     response = generate(client, prompt="ROMEO:", max_new_tokens=12, seed=3)
     assert response.status_code == 200
     body = response.get_json()
-    assert list(body) == ["model", "prompt", "generated_text", "full_text", "finish_reason", "prompt_tokens",
-                          "generated_tokens", "seed", "timing", "choices"]
+    assert list(body) == [
+        "model",
+        "prompt",
+        "generated_text",
+        "full_text",
+        "finish_reason",
+        "prompt_tokens",
+        "generated_tokens",
+        "seed",
+        "timing",
+        "choices",
+    ]
     assert body["model"] == "tiny-gpt" and body["prompt"] == "ROMEO:" and body["seed"] == 3
     assert body["full_text"] == "ROMEO:" + body["generated_text"]
     assert body["finish_reason"] in {"length", "eos", "stop", "time_limit"}
@@ -41,7 +51,9 @@ def test_body_is_json_whatever_the_content_type(client, content_type):
 
 def test_seed_reproduces_the_output(client):
     first = generate(client, prompt="ROMEO:", max_new_tokens=20, temperature=1.2, seed=1234).get_json()
-    again = generate(client, prompt="ROMEO:", max_new_tokens=20, temperature=1.2, seed=first["seed"]).get_json()
+    again = generate(
+        client, prompt="ROMEO:", max_new_tokens=20, temperature=1.2, seed=first["seed"]
+    ).get_json()
     assert again["generated_text"] == first["generated_text"]
     unseeded = generate(client, prompt="ROMEO:", max_new_tokens=20).get_json()
     replay = generate(client, prompt="ROMEO:", max_new_tokens=20, seed=unseeded["seed"]).get_json()
@@ -49,8 +61,10 @@ def test_seed_reproduces_the_output(client):
 
 
 def test_temperature_zero_is_greedy(client):
-    texts = {generate(client, prompt="JULIET:", max_new_tokens=15, temperature=0).get_json()["generated_text"]
-             for _ in range(2)}
+    texts = {
+        generate(client, prompt="JULIET:", max_new_tokens=15, temperature=0).get_json()["generated_text"]
+        for _ in range(2)
+    }
     assert len(texts) == 1
 
 
@@ -74,7 +88,9 @@ def test_max_new_tokens_is_capped_not_refused(client, app):
 def test_stop_strings_end_the_text(client):
     greedy = generate(client, prompt="ROMEO:", max_new_tokens=30, temperature=0).get_json()["generated_text"]
     stop = greedy[5:7]
-    body = generate(client, prompt="ROMEO:", max_new_tokens=30, temperature=0, stop=[stop, "never"]).get_json()
+    body = generate(
+        client, prompt="ROMEO:", max_new_tokens=30, temperature=0, stop=[stop, "never"]
+    ).get_json()
     assert body["finish_reason"] == "stop"
     assert body["generated_text"] == greedy[: greedy.index(stop)]
 
@@ -104,9 +120,21 @@ def test_model_choice(client):
 
 
 def test_null_means_default(client):
-    response = generate(client, prompt="A", max_new_tokens=None, temperature=None, top_k=None, top_p=None,
-                        repetition_penalty=None, seed=None, stop=None, num_return_sequences=None, model=None,
-                        details=None, stream=None)
+    response = generate(
+        client,
+        prompt="A",
+        max_new_tokens=None,
+        temperature=None,
+        top_k=None,
+        top_p=None,
+        repetition_penalty=None,
+        seed=None,
+        stop=None,
+        num_return_sequences=None,
+        model=None,
+        details=None,
+        stream=None,
+    )
     assert response.status_code == 200
     assert response.get_json()["model"] == "tiny-gpt"
 
@@ -122,18 +150,42 @@ def test_time_limit_ends_the_generation(models_dir):
 @pytest.mark.parametrize(
     "field, value",
     [
-        ("prompt", 5), ("prompt", ["A"]), ("prompt", "x" * 4001),
-        ("max_new_tokens", -1), ("max_new_tokens", 2.5), ("max_new_tokens", "10"), ("max_new_tokens", True),
-        ("max_length", -3), ("max_seq_len", "many"),
-        ("temperature", -0.1), ("temperature", "hot"), ("temperature", 101), ("temperature", 1e-9),
+        ("prompt", 5),
+        ("prompt", ["A"]),
+        ("prompt", "x" * 4001),
+        ("max_new_tokens", -1),
+        ("max_new_tokens", 2.5),
+        ("max_new_tokens", "10"),
+        ("max_new_tokens", True),
+        ("max_length", -3),
+        ("max_seq_len", "many"),
+        ("temperature", -0.1),
+        ("temperature", "hot"),
+        ("temperature", 101),
+        ("temperature", 1e-9),
         ("temperature", False),
-        ("top_k", -1), ("top_k", 1.5), ("top_k", 10**30),
-        ("top_p", 0), ("top_p", 1.01), ("top_p", [0.5]),
-        ("repetition_penalty", 0), ("repetition_penalty", -1), ("repetition_penalty", 1e9),
-        ("seed", -1), ("seed", 2**63), ("seed", 1.5),
-        ("stop", "\n"), ("stop", [""]), ("stop", ["a", "b", "c", "d", "e"]), ("stop", [1]), ("stop", ["x" * 65]),
-        ("num_return_sequences", 0), ("num_return_sequences", 9),
-        ("model", 7), ("details", "yes"), ("stream", 1),
+        ("top_k", -1),
+        ("top_k", 1.5),
+        ("top_k", 10**30),
+        ("top_p", 0),
+        ("top_p", 1.01),
+        ("top_p", [0.5]),
+        ("repetition_penalty", 0),
+        ("repetition_penalty", -1),
+        ("repetition_penalty", 1e9),
+        ("seed", -1),
+        ("seed", 2**63),
+        ("seed", 1.5),
+        ("stop", "\n"),
+        ("stop", [""]),
+        ("stop", ["a", "b", "c", "d", "e"]),
+        ("stop", [1]),
+        ("stop", ["x" * 65]),
+        ("num_return_sequences", 0),
+        ("num_return_sequences", 9),
+        ("model", 7),
+        ("details", "yes"),
+        ("stream", 1),
     ],
 )
 def test_bad_values_are_422_naming_the_field(client, field, value):
@@ -146,7 +198,7 @@ def test_bad_values_are_422_naming_the_field(client, field, value):
 
 def test_nan_and_infinity_are_refused(client):
     for literal in ("NaN", "Infinity", "-Infinity"):
-        response = client.post("/generate", data='{"prompt": "A", "temperature": %s}' % literal)
+        response = client.post("/generate", data=f'{{"prompt": "A", "temperature": {literal}}}')
         assert response.status_code == 422 and response.get_json()["error"]["field"] == "temperature"
 
 
@@ -173,8 +225,10 @@ def test_unknown_fields_are_refused_naming_the_allowed_ones(client):
         assert name in error["message"]
 
 
-@pytest.mark.parametrize("data", [b"", b"not json", b"[1, 2]", b"null", b"42", b'"prompt"', b"\xff\xfe{",
-                                  b'{"prompt": "A"', b"[" * 5000])
+@pytest.mark.parametrize(
+    "data",
+    [b"", b"not json", b"[1, 2]", b"null", b"42", b'"prompt"', b"\xff\xfe{", b'{"prompt": "A"', b"[" * 5000],
+)
 def test_body_that_is_not_a_json_object_is_400_with_a_curl_example(client, data):
     response = client.post("/generate", data=data)
     assert response.status_code == 400
@@ -252,7 +306,7 @@ def test_unexpected_failure_is_json_500_without_traceback(app, client, monkeypat
         assert get_slots().active == 0
 
 
-# --- streaming -------------------------------------------------------------------------------------------------
+# --- streaming ------------------------------------------------------------------------------------
 
 
 def test_stream_sends_one_event_per_token_then_a_summary(client):
@@ -273,8 +327,9 @@ def test_stream_sends_one_event_per_token_then_a_summary(client):
 
 
 def test_stream_with_details_and_several_sequences(client):
-    events = sse_events(generate(client, prompt="A", max_new_tokens=4, num_return_sequences=2, details=True,
-                                 stream=True).data)
+    events = sse_events(
+        generate(client, prompt="A", max_new_tokens=4, num_return_sequences=2, details=True, stream=True).data
+    )
     *tokens, done = events
     assert {e["index"] for e in tokens} == {0, 1}
     assert all(e["token"]["alternatives"] for e in tokens)
@@ -285,7 +340,9 @@ def test_stream_with_details_and_several_sequences(client):
 
 
 def test_closing_a_stream_stops_the_generation_and_frees_the_slot(app, client):
-    response = client.post("/generate", json={"prompt": "A", "max_new_tokens": 40, "stream": True}, buffered=False)
+    response = client.post(
+        "/generate", json={"prompt": "A", "max_new_tokens": 40, "stream": True}, buffered=False
+    )
     chunks = iter(response.response)
     first = next(chunks)
     assert b'"token"' in first
@@ -321,7 +378,9 @@ def test_a_failure_mid_stream_arrives_as_an_error_event(app, client, monkeypatch
             self.inner.close()
 
     opened = []
-    monkeypatch.setattr(generator, "stream", lambda *a, **k: opened.append(Failing(real_stream(*a, **k))) or opened[-1])
+    monkeypatch.setattr(
+        generator, "stream", lambda *a, **k: opened.append(Failing(real_stream(*a, **k))) or opened[-1]
+    )
     events = sse_events(generate(client, prompt="A", max_new_tokens=5, stream=True).data)
     assert "token" in events[0]
     assert events[-1]["error"]["type"] == "internal_error" and "fire" not in events[-1]["error"]["message"]
@@ -330,7 +389,7 @@ def test_a_failure_mid_stream_arrives_as_an_error_event(app, client, monkeypatch
         assert get_slots().active == 0
 
 
-# --- /models and /health ---------------------------------------------------------------------------------------
+# --- /models and /health --------------------------------------------------------------------------
 
 
 def test_models_lists_each_model(client):

@@ -1,5 +1,7 @@
-"""The playground in headless Chromium (Debian's `chromium`, driven by Playwright's Python package), against the
-real waitress server: type a prompt, stream a generation, see a field error, and model-controlled HTML stays text."""
+"""The playground in headless Chromium (Debian's `chromium`, driven by Playwright's Python package),
+against the
+real waitress server: type a prompt, stream a generation, see a field error, and model-controlled HTML
+stays text."""
 
 from __future__ import annotations
 
@@ -9,8 +11,14 @@ from pathlib import Path
 import pytest
 
 CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
 
 pytestmark = [
     pytest.mark.slow,

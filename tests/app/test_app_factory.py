@@ -24,8 +24,14 @@ def test_settings_defaults_then_environment_then_config():
 
 @pytest.mark.parametrize(
     "name, value",
-    [("PORT", "http"), ("MAX_NEW_TOKENS", "0"), ("GENERATION_TIMEOUT", "-1"), ("GENERATION_TIMEOUT", "nan"),
-     ("MAX_CONCURRENT_GENERATIONS", "1.5"), ("QUEUE_TIMEOUT", "soon")],
+    [
+        ("PORT", "http"),
+        ("MAX_NEW_TOKENS", "0"),
+        ("GENERATION_TIMEOUT", "-1"),
+        ("GENERATION_TIMEOUT", "nan"),
+        ("MAX_CONCURRENT_GENERATIONS", "1.5"),
+        ("QUEUE_TIMEOUT", "soon"),
+    ],
 )
 def test_unusable_setting_is_one_line_naming_it(name, value):
     with pytest.raises(SettingsError, match=name) as caught:

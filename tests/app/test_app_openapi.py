@@ -1,4 +1,5 @@
-"""/openapi.json describes what the server does: its request schema is the validation table, and real responses
+"""/openapi.json describes what the server does: its request schema is the validation table, and real
+responses
 match its response schemas (checked with a small JSON Schema subset validator, enough for this document)."""
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ TYPES = {"object": dict, "array": list, "string": str, "boolean": bool, "null": 
 
 
 def check(instance, schema, doc, path="$"):
-    """Raise AssertionError where `instance` breaks `schema` (type, required, properties, items, enum, const...)."""
+    """Raise AssertionError where `instance` breaks `schema` (type, required, properties, items, enum,
+    const...)."""
     if "$ref" in schema:
         name = schema["$ref"].rsplit("/", 1)[-1]
         return check(instance, doc["components"]["schemas"][name], doc, path)
@@ -60,9 +62,22 @@ def test_document_shape(doc, app):
     assert "text/event-stream" in responses["200"]["content"]
     request = doc["components"]["schemas"]["GenerateRequest"]
     assert request["additionalProperties"] is False and request["required"] == ["prompt"]
-    assert {"prompt", "max_new_tokens", "max_length", "max_seq_len", "temperature", "top_k", "top_p",
-            "repetition_penalty", "seed", "stop", "num_return_sequences", "model", "details",
-            "stream"} == set(request["properties"])
+    assert {
+        "prompt",
+        "max_new_tokens",
+        "max_length",
+        "max_seq_len",
+        "temperature",
+        "top_k",
+        "top_p",
+        "repetition_penalty",
+        "seed",
+        "stop",
+        "num_return_sequences",
+        "model",
+        "details",
+        "stream",
+    } == set(request["properties"])
     properties = request["properties"]
     assert properties["prompt"]["maxLength"] == app.config["MAX_PROMPT_CHARS"]
     assert properties["model"]["enum"][:2] == ["tiny-gpt", "tiny-lstm"]
@@ -85,13 +100,27 @@ def test_every_field_limit_in_the_document_is_enforced(doc, client):
         body = {"prompt": "A"}
         for value in probes:
             response = client.post("/generate", json={**body, name: value})
-            assert response.status_code == 422 and response.get_json()["error"]["field"] == name, (name, value)
+            assert response.status_code == 422 and response.get_json()["error"]["field"] == name, (
+                name,
+                value,
+            )
 
 
 def test_documented_request_example_is_accepted(doc, client):
-    example = {"prompt": "ROMEO:", "max_new_tokens": 5, "temperature": 0.8, "top_k": 10, "top_p": 0.9,
-               "repetition_penalty": 1.1, "seed": 1, "stop": ["\n\n"], "num_return_sequences": 2,
-               "model": "tiny-lstm", "details": True, "stream": False}
+    example = {
+        "prompt": "ROMEO:",
+        "max_new_tokens": 5,
+        "temperature": 0.8,
+        "top_k": 10,
+        "top_p": 0.9,
+        "repetition_penalty": 1.1,
+        "seed": 1,
+        "stop": ["\n\n"],
+        "num_return_sequences": 2,
+        "model": "tiny-lstm",
+        "details": True,
+        "stream": False,
+    }
     check(example, {"$ref": "#/components/schemas/GenerateRequest"}, doc)
     assert client.post("/generate", json=example).status_code == 200
 
@@ -100,14 +129,21 @@ def test_responses_match_their_schemas(doc, client):
     def schema_of(path, method, status, media="application/json"):
         return doc["paths"][path][method]["responses"][status]["content"][media]["schema"]
 
-    plain = client.post("/generate", json={"prompt": "A", "max_new_tokens": 4, "details": True,
-                                           "num_return_sequences": 2}).get_json()
+    plain = client.post(
+        "/generate", json={"prompt": "A", "max_new_tokens": 4, "details": True, "num_return_sequences": 2}
+    ).get_json()
     check(plain, schema_of("/generate", "post", "200"), doc)
-    events = sse_events(client.post("/generate", json={"prompt": "A", "max_new_tokens": 3, "stream": True}).data)
+    events = sse_events(
+        client.post("/generate", json={"prompt": "A", "max_new_tokens": 3, "stream": True}).data
+    )
     for event in events[:-1]:
         check(event, {"$ref": "#/components/schemas/StreamTokenEvent"}, doc)
     check(events[-1], {"$ref": "#/components/schemas/StreamDoneEvent"}, doc)
-    for status, body in (("400", b"[]"), ("422", b'{"prompt": 1}'), ("404", b'{"prompt": "A", "model": "x"}')):
+    for status, body in (
+        ("400", b"[]"),
+        ("422", b'{"prompt": 1}'),
+        ("404", b'{"prompt": "A", "model": "x"}'),
+    ):
         response = client.post("/generate", data=body)
         assert response.status_code == int(status)
         check(response.get_json(), schema_of("/generate", "post", status), doc)

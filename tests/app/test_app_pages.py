@@ -8,7 +8,8 @@ import pytest
 
 
 class PageAudit(HTMLParser):
-    """Collects what the checks below need from a page: controls, labels, scripts, inline handlers and styles."""
+    """Collects what the checks below need from a page: controls, labels, scripts, inline handlers and
+    styles."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -59,8 +60,17 @@ def test_pages_render_with_labels_and_no_inline_script(client, path):
 
 def test_playground_has_the_controls(client):
     ids = {control.get("id") for control in audit(client.get("/").data).controls}
-    assert {"prompt", "model", "temperature", "max_new_tokens", "top_k", "top_p", "repetition_penalty", "seed",
-            "show-probabilities"} <= ids
+    assert {
+        "prompt",
+        "model",
+        "temperature",
+        "max_new_tokens",
+        "top_k",
+        "top_p",
+        "repetition_penalty",
+        "seed",
+        "show-probabilities",
+    } <= ids
 
 
 def test_playground_slider_stops_at_max_new_tokens(client, app):
@@ -89,9 +99,14 @@ def test_model_page_shows_card_escaped_metrics_and_curve(client):
 def test_training_curve_route_serves_only_that_file_of_a_loaded_model(client):
     curve = client.get("/models/tiny-gpt/training_curve.png")
     assert curve.status_code == 200 and curve.mimetype == "image/png" and curve.data.startswith(b"\x89PNG")
-    for path in ("/models/tiny-lstm/training_curve.png", "/models/nope/training_curve.png",
-                 "/models/tiny-gpt/config.json", "/models/tiny-gpt/model.safetensors",
-                 "/models/..%2F..%2Fetc/training_curve.png", "/models/tiny-gpt/../../../etc/passwd"):
+    for path in (
+        "/models/tiny-lstm/training_curve.png",
+        "/models/nope/training_curve.png",
+        "/models/tiny-gpt/config.json",
+        "/models/tiny-gpt/model.safetensors",
+        "/models/..%2F..%2Fetc/training_curve.png",
+        "/models/tiny-gpt/../../../etc/passwd",
+    ):
         assert client.get(path).status_code == 404, path
 
 

@@ -1,4 +1,5 @@
-"""The real servers, as subprocesses on loopback: `python app.py` (waitress, what `make run` runs) and the Docker
+"""The real servers, as subprocesses on loopback: `python app.py` (waitress, what `make run` runs) and
+the Docker
 image's command `gunicorn -c gunicorn.conf.py "app:create_app()"`, spoken to over HTTP."""
 
 from __future__ import annotations
@@ -26,14 +27,18 @@ def server_kind(request):
 def read_events(response):
     for line in response.iter_lines(decode_unicode=True):
         if line.startswith("data: "):
-            yield json.loads(line[len("data: "):])
+            yield json.loads(line[len("data: ") :])
 
 
 def test_streams_a_generation_over_http(server_kind, models_dir):
     server = Server(server_kind, models_dir)
     try:
-        with requests.post(server.url + "/generate", data='{"prompt": "ROMEO:", "max_new_tokens": 20, "stream": true}',
-                           stream=True, timeout=30) as response:
+        with requests.post(
+            server.url + "/generate",
+            data='{"prompt": "ROMEO:", "max_new_tokens": 20, "stream": true}',
+            stream=True,
+            timeout=30,
+        ) as response:
             assert response.status_code == 200
             assert response.headers["Content-Type"].startswith("text/event-stream")
             events = list(read_events(response))
@@ -51,11 +56,21 @@ def test_streams_a_generation_over_http(server_kind, models_dir):
 
 def test_a_client_that_disconnects_frees_its_slot(server_kind, models_dir):
     # One slot, and a generation that would run for minutes unless the disconnect stops it.
-    server = Server(server_kind, models_dir, MAX_CONCURRENT_GENERATIONS="1", MAX_NEW_TOKENS="1000000",
-                    GENERATION_TIMEOUT="300", QUEUE_TIMEOUT="0.5")
+    server = Server(
+        server_kind,
+        models_dir,
+        MAX_CONCURRENT_GENERATIONS="1",
+        MAX_NEW_TOKENS="1000000",
+        GENERATION_TIMEOUT="300",
+        QUEUE_TIMEOUT="0.5",
+    )
     try:
-        response = requests.post(server.url + "/generate", json={"prompt": "A", "max_new_tokens": 1000000,
-                                                                 "stream": True}, stream=True, timeout=30)
+        response = requests.post(
+            server.url + "/generate",
+            json={"prompt": "A", "max_new_tokens": 1000000, "stream": True},
+            stream=True,
+            timeout=30,
+        )
         events = read_events(response)
         assert "token" in next(events) and "token" in next(events)
         busy = requests.post(server.url + "/generate", json={"prompt": "A", "max_new_tokens": 1}, timeout=30)
@@ -76,9 +91,17 @@ def test_no_usable_model_is_one_clear_line(server_kind, tmp_path):
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "config.json").write_text("{}")
     if server_kind == "gunicorn":
-        (tmp_path / "broken" / "config.json").unlink()  # the master's own check: nothing that looks like a model
-    result = subprocess.run(server_command(server_kind), cwd=REPO, env=server_env(tmp_path, free_port()),
-                            capture_output=True, text=True, timeout=60)
+        (
+            tmp_path / "broken" / "config.json"
+        ).unlink()  # the master's own check: nothing that looks like a model
+    result = subprocess.run(
+        server_command(server_kind),
+        cwd=REPO,
+        env=server_env(tmp_path, free_port()),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode != 0
     assert "Traceback" not in result.stderr + result.stdout
     [line] = [line for line in result.stderr.splitlines() if "cannot start" in line]
