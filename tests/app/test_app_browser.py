@@ -6,9 +6,11 @@ stays text."""
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
+import requests
 
 CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
@@ -36,7 +38,7 @@ def server(tmp_path_factory):
     from tests.app.conftest import build_models
 
     models = build_models(tmp_path_factory.mktemp("browser-models"))
-    server = Server("waitress", models, MAX_NEW_TOKENS="60")
+    server = Server("waitress", models, MAX_NEW_TOKENS="100000", GENERATION_TIMEOUT="120")
     yield server
     server.stop()
 
@@ -101,3 +103,31 @@ def test_html_in_the_prompt_is_shown_as_text(server, page, tmp_path):
     page.screenshot(path=str(tmp_path / "phone.png"), full_page=True)
     # Nothing sticks out sideways at phone width.
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
+
+
+def test_stop_aborts_the_generation_and_the_server_lets_go(server, page):
+    page.goto(server.url + "/")
+    page.fill("#max_new_tokens", "100000")
+    page.click("#generate")
+    page.locator("#output .tok").first.wait_for(timeout=30_000)
+    page.click("#stop")
+    page.locator("#stats", has_text="Stopped").wait_for(timeout=30_000)
+    assert page.is_enabled("#generate") and page.is_disabled("#stop")
+    deadline = time.monotonic() + 30
+    while requests.get(server.url + "/health", timeout=5).json()["generations"]["active"]:
+        assert time.monotonic() < deadline, "the server kept generating after Stop"
+        time.sleep(0.2)
+    assert page.problems == []
+
+
+def test_compare_runs_two_models_side_by_side(server, page):
+    page.goto(server.url + "/compare")
+    page.select_option("#model_a", "tiny-gpt")
+    page.select_option("#model_b", "tiny-lstm")
+    page.fill("#max_new_tokens", "20")
+    page.click("#generate")
+    for side in ("a", "b"):
+        page.locator(f"#stats-{side}", has_text="finish").wait_for(timeout=30_000)
+        assert page.locator(f"#output-{side} .tok").count() > 0
+    assert page.text_content("#name-a") == "tiny-gpt" and page.text_content("#name-b") == "tiny-lstm"
+    assert page.problems == []
