@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import shutil
 import signal
 import sys
 import time
@@ -153,9 +154,10 @@ class Trainer:
         if opts.init_from:
             loaded = load_model_dir(opts.init_from, device="cpu")
             tokenizer, model = loaded.tokenizer, loaded.model
-            self.init_config = loaded.config
+            # the architecture is the loaded model's, whatever the config's model section said
+            cfg.model = {"type": loaded.model_type,
+                         **{k: v for k, v in loaded.config["model"].items() if k != "vocab_size"}}
         else:
-            self.init_config = None
             saved = resume.resume_dir(self.output) / "tokenizer.json"
             if opts.resume and resume.exists(self.output) and saved.is_file():
                 tokenizer = Tokenizer.from_file(saved)
@@ -179,8 +181,9 @@ class Trainer:
         if main:
             self.output.mkdir(parents=True, exist_ok=True)
             atomic_write_text(self.output / CONFIG_COPY, self.cfg.to_yaml())
-            if not self.opts.resume:
+            if not self.opts.resume:  # a fresh run: nothing of an earlier run here may be resumed or plotted
                 (self.output / METRICS_FILE).unlink(missing_ok=True)
+                shutil.rmtree(resume.resume_dir(self.output), ignore_errors=True)
         previous_handler = signal.signal(signal.SIGINT, self._on_sigint) if main else None
         bar = tqdm(total=t.max_steps, initial=self.step, disable=not (main and self.opts.progress),
                    dynamic_ncols=True, file=sys.stderr, desc=self.cfg.name or "train")

@@ -1,0 +1,110 @@
+"""Train a preset on TinyShakespeare for a fixed wall-clock budget; report validation loss and training speed.
+
+    python bench/train_budget.py shakespeare-gpt-small --seconds 224 --data /path/to/tinyshakespeare.txt
+
+The budget is the trainer's `max_time` (the learning-rate schedule anneals over it); the periodic validations
+inside the run count against it, as they do in the nanoGPT CPU recipe this compares with (1.886 nats/char after
+224 s on a 2-core machine). Afterwards the best weights are scored on the whole validation split (characters
+[90%, 100%)) in non-overlapping windows of the training context, like nanoGPT's estimate, and, for the GPT, also
+with the half-context stride `python -m training evaluate` uses. Not a test: figures depend on the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shlex
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+from lm.checkpoint import load_model_dir  # noqa: E402
+from training.config import load_config  # noqa: E402
+from training.data import load_corpus  # noqa: E402
+from training.metrics import TokenStats, bits_per_char  # noqa: E402
+from training.scoring import score_gpt, score_lstm  # noqa: E402
+from training.trainer import RunOptions, train  # noqa: E402
+
+NANOGPT_CPU_224S = 1.886  # nats/char, docs in /work/shared/data/README.md and docs/training.md
+
+
+def preset_path(preset: str) -> Path:
+    path = Path(preset)
+    if path.suffix in (".yaml", ".yml") and path.is_file():
+        return path
+    return ROOT / "configs" / f"{preset}.yaml"
+
+
+def validation_loss(model_dir: Path, valid_text: str, stride_fraction: float) -> tuple[float, int]:
+    loaded = load_model_dir(model_dir, device="cpu")
+    ids = loaded.tokenizer.encode_corpus(valid_text)
+    stats = TokenStats(detailed=False)
+    with torch.no_grad():
+        if loaded.model_type == "gpt":
+            context = loaded.config["training"]["config"]["training"]["seq_len"]
+            score_gpt(loaded.model, ids, stats, "cpu", context=context, stride=max(1, int(context * stride_fraction)))
+        else:
+            score_lstm(loaded.model, ids, stats, "cpu", streams=1, chunk=256)
+    return stats.loss, stats.count
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("preset", help="a name in configs/ (e.g. shakespeare-gpt-small) or a YAML path")
+    parser.add_argument("--seconds", type=float, required=True, help="wall-clock training budget")
+    parser.add_argument("--data", help="TinyShakespeare file (default: the preset's source, downloaded/cached)")
+    parser.add_argument("--output", help="model directory to keep (default: a temporary one)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config overrides")
+    parser.add_argument("--json", help="also write the figures here")
+    args = parser.parse_args()
+
+    overrides = [*args.set, f"training.max_time={args.seconds}", "training.max_steps=1000000000"]
+    config = load_config(preset_path(args.preset), overrides)
+    corpus = load_corpus(config.data, args.data, seed=config.training.seed)
+    with tempfile.TemporaryDirectory(prefix="train-budget-") as tmp:
+        output = Path(args.output) if args.output else Path(tmp) / config.name
+        started = time.perf_counter()
+        result = train(config, RunOptions(output=output, data=args.data, progress=False,
+                                          command="bench/train_budget.py"))
+        wall = time.perf_counter() - started
+        record = json.loads((output / "config.json").read_text())["training"]
+        loss, tokens = validation_loss(output, corpus.valid, 1.0)
+        figures = {
+            "preset": config.name,
+            "budget_s": args.seconds,
+            "train_elapsed_s": round(record["wall_time_s"], 1),
+            "wall_s_including_setup": round(wall, 1),
+            "steps": result.steps,
+            "tokens_per_second": round(record["tokens_seen"] / record["wall_time_s"]),
+            "parameters": json.loads((output / "config.json").read_text())["parameters"],
+            "val_loss": round(loss, 4),
+            "val_bits_per_char": round(bits_per_char(loss, tokens, len(corpus.valid)), 4),
+            "valid_characters": len(corpus.valid),
+            "hardware": record["hardware"],
+        }
+        if result.steps and json.loads((output / "config.json").read_text())["model_type"] == "gpt":
+            figures["val_loss_half_stride"] = round(validation_loss(output, corpus.valid, 0.5)[0], 4)
+    command = "python bench/train_budget.py " + shlex.join(sys.argv[1:])
+    print(f"{figures['preset']}: {figures['steps']} steps in {figures['train_elapsed_s']} s "
+          f"({figures['tokens_per_second']:,} training tokens/s, {figures['parameters']:,} parameters)")
+    print(f"validation: {figures['val_loss']:.4f} nats/char = {figures['val_bits_per_char']:.4f} bits/char over "
+          f"{figures['valid_characters']:,} characters (nanoGPT CPU recipe at 224 s: {NANOGPT_CPU_224S} nats/char; "
+          f"{'beaten' if figures['val_loss'] < NANOGPT_CPU_224S else 'not beaten'})")
+    if "val_loss_half_stride" in figures:
+        print(f"validation with half-context stride (as `evaluate`): {figures['val_loss_half_stride']:.4f} nats/char")
+    print(f"hardware: {figures['hardware']}")
+    print(f"command: {command}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({**figures, "command": command}, indent=2) + "\n")
+    return 0 if math.isfinite(figures["val_loss"]) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
