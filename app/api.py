@@ -19,8 +19,7 @@ bp = Blueprint("api", __name__)
 
 
 def _json_object_body() -> dict[str, Any]:
-    """The body parsed as JSON whatever its Content-Type (so `curl -d '{...}'` works), which must be an
-    object."""
+    """The body as a JSON object, parsed whatever its Content-Type (so that `curl -d '{...}'` works)."""
     raw = request.get_data(cache=False)  # raises 413 past MAX_CONTENT_LENGTH
     try:
         body = json.loads(raw)

@@ -188,6 +188,16 @@ def _check_range(field: Field, value: float, name: str) -> None:
         raise _invalid(name, f"{name} must be {field.range_text()}, got {_shown(value)}")
 
 
+def _check_unicode(name: str, text: str) -> None:
+    # JSON can spell a lone UTF-16 surrogate ("\ud800"), which is not text: tokenizers and UTF-8 refuse it.
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise _invalid(
+            name, f"{name} is not valid Unicode text (a lone surrogate at {error.start})"
+        ) from None
+
+
 def _check_value(field: Field, value: Any, name: str) -> Any:
     """`value` checked against `field`; errors name the spelling the client used (`name`, maybe an alias)."""
     if field.type == "boolean":
@@ -197,6 +207,7 @@ def _check_value(field: Field, value: Any, name: str) -> Any:
     if field.type == "string":
         if not isinstance(value, str):
             raise _invalid(name, f"{name} must be a string, got {_shown(value)}")
+        _check_unicode(name, value)
         if field.max_length is not None and len(value) > field.max_length:
             raise _invalid(name, f"{name} is {len(value)} characters long; the limit is {field.max_length}")
         return value
@@ -207,6 +218,8 @@ def _check_value(field: Field, value: Any, name: str) -> Any:
             raise _invalid(name, f"{name} takes at most {field.max_items} strings, got {len(value)}")
         if any(not item or len(item) > (field.max_length or 0) for item in value):
             raise _invalid(name, f"each {name} string must have 1 to {field.max_length} characters")
+        for item in value:
+            _check_unicode(name, item)
         return tuple(value)
     # Numbers. JSON has no separate integer type on the wire for many clients (5.0 from Python), so an
     # integral float is accepted as an integer; booleans are not numbers even though Python says True == 1.

@@ -196,6 +196,12 @@ def test_bad_values_are_422_naming_the_field(client, field, value):
     assert error["type"] == "invalid_field" and error["field"] == field and field in error["message"]
 
 
+def test_lone_surrogates_are_refused(client):
+    for body in ('{"prompt": "A\\ud800"}', '{"prompt": "A", "stop": ["\\udc00"]}'):
+        response = client.post("/generate", data=body)
+        assert response.status_code == 422 and "Unicode" in response.get_json()["error"]["message"]
+
+
 def test_nan_and_infinity_are_refused(client):
     for literal in ("NaN", "Infinity", "-Infinity"):
         response = client.post("/generate", data=f'{{"prompt": "A", "temperature": {literal}}}')
@@ -339,16 +345,26 @@ def test_stream_with_details_and_several_sequences(client):
         assert text == choice["generated_text"]
 
 
-def test_closing_a_stream_stops_the_generation_and_frees_the_slot(app, client):
+def test_closing_a_stream_stops_the_generation_and_frees_the_slot(app, client, monkeypatch):
+    with app.app_context():
+        generator = get_registry().get()
+    real_stream, opened = generator.stream, []
+
+    def recording_stream(*args, **kwargs):
+        opened.append(real_stream(*args, **kwargs))
+        monkeypatch.setattr(opened[-1], "close", lambda: setattr(opened[-1], "closed_by_app", True))
+        return opened[-1]
+
+    monkeypatch.setattr(generator, "stream", recording_stream)
     response = client.post(
         "/generate", json={"prompt": "A", "max_new_tokens": 40, "stream": True}, buffered=False
     )
     chunks = iter(response.response)
-    first = next(chunks)
-    assert b'"token"' in first
+    assert b'"token"' in next(chunks)
     with app.app_context():
         assert get_slots().active == 1
     response.close()  # what a WSGI server does when the client goes away
+    assert getattr(opened[0], "closed_by_app", False)
     with app.app_context():
         assert get_slots().active == 0
 
