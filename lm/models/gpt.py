@@ -46,28 +46,58 @@ class GPTConfig:
 
 
 class KVCache:
-    """Keys and values of every layer for the positions seen so far; `offset` counts positions dropped off the front."""
+    """Keys and values of every layer in preallocated buffers (B, nh, capacity, hs), so a decoding step writes one
+    slot instead of copying the whole cache. Valid positions are [start, end); `offset` counts the positions that
+    slid off the front. A forward pass calls `make_room`, each layer `store`, then `advance`."""
 
-    def __init__(self, n_layer: int) -> None:
+    def __init__(self, n_layer: int, context_length: int) -> None:
         self.keys: list[torch.Tensor | None] = [None] * n_layer
         self.values: list[torch.Tensor | None] = [None] * n_layer
+        self.capacity = 2 * context_length  # room to slide for a whole context before compacting
+        self.start = self.end = 0
         self.offset = 0
 
     @property
     def length(self) -> int:
-        return 0 if self.keys[0] is None else self.keys[0].shape[2]
-
-    def append(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.keys[layer] is not None:
-            k = torch.cat([self.keys[layer], k], dim=2)
-            v = torch.cat([self.values[layer], v], dim=2)
-        self.keys[layer], self.values[layer] = k, v
-        return k, v
+        return self.end - self.start
 
     def drop_front(self, n: int) -> None:
-        self.keys = [k[:, :, n:] for k in self.keys]
-        self.values = [v[:, :, n:] for v in self.values]
+        self.start += n
         self.offset += n
+
+    def make_room(self, new: int) -> None:
+        if self.end + new <= self.capacity:
+            return
+        if self.keys[0] is not None:  # compact: move the valid window to the front (once per context of steps)
+            for buffers in (self.keys, self.values):
+                for i, buf in enumerate(buffers):
+                    buffers[i] = buf[:, :, self.start : self.end].clone()
+        self.capacity = max(self.capacity, self.length + new)
+        self.end -= self.start
+        self.start = 0
+        self.keys = [self._resize(k) for k in self.keys]
+        self.values = [self._resize(v) for v in self.values]
+
+    def _resize(self, buf: torch.Tensor | None) -> torch.Tensor | None:
+        if buf is None or buf.shape[2] == self.capacity:
+            return buf
+        bigger = buf.new_empty(*buf.shape[:2], self.capacity, buf.shape[3])
+        bigger[:, :, : buf.shape[2]] = buf
+        return bigger
+
+    def store(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Write this pass's k, v (B, nh, T, hs) after the cached ones; returns all valid keys and values."""
+        if self.keys[layer] is None:
+            B, nh, _, hs = k.shape
+            self.keys[layer] = k.new_empty(B, nh, self.capacity, hs)
+            self.values[layer] = v.new_empty(B, nh, self.capacity, hs)
+        end = self.end + k.shape[2]
+        self.keys[layer][:, :, self.end : end] = k
+        self.values[layer][:, :, self.end : end] = v
+        return self.keys[layer][:, :, self.start : end], self.values[layer][:, :, self.start : end]
+
+    def advance(self, new: int) -> None:
+        self.end += new
 
 
 def rotary_table(length: int, head_size: int, base: float, device=None) -> torch.Tensor:
@@ -78,9 +108,14 @@ def rotary_table(length: int, head_size: int, base: float, device=None) -> torch
 
 
 def apply_rotary(x: torch.Tensor, rope: torch.Tensor) -> torch.Tensor:
-    """Rotate each pair of channels of x (B, nh, T, hs) by its position's angle; rope is (T, hs/2) complex."""
+    """Rotate each pair of channels of x (..., hs) by its position's angle; rope (complex, ..., hs/2) broadcasts."""
     pairs = torch.view_as_complex(x.float().reshape(*x.shape[:-1], -1, 2))  # (B, nh, T, hs/2)
     return torch.view_as_real(pairs * rope).flatten(-2).type_as(x)
+
+
+def _dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    # a plain function, not nn.Dropout: at inference it costs nothing per call, which matters when decoding
+    return F.dropout(x, p, training=True) if training and p > 0 else x
 
 
 class CausalSelfAttention(nn.Module):
@@ -91,16 +126,18 @@ class CausalSelfAttention(nn.Module):
         self.dropout = config.dropout
         self.qkv = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
         self.proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
-        self.resid_dropout = nn.Dropout(config.dropout)
 
     def forward(self, x, rope, cache: KVCache | None, layer: int, past: int) -> torch.Tensor:
         B, T, C = x.shape
-        q, k, v = self.qkv(x).split(C, dim=2)
-        q, k, v = (t.view(B, T, self.n_head, self.head_size).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
-        if rope is not None:
-            q, k = apply_rotary(q, rope), apply_rotary(k, rope)
+        qkv = self.qkv(x).view(B, T, 3, self.n_head, self.head_size)
+        if rope is not None:  # rotate queries and keys together: (B, T, 2, nh, hs) by rope (T, 1, 1, hs/2)
+            q, k = apply_rotary(qkv[:, :, :2], rope[:, None, None]).unbind(2)
+            v = qkv[:, :, 2]
+        else:
+            q, k, v = qkv.unbind(2)
+        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, nh, T, hs)
         if cache is not None:
-            k, v = cache.append(layer, k, v)  # (B, nh, past + T, hs)
+            k, v = cache.store(layer, k, v)  # (B, nh, past + T, hs)
         if past == 0:
             mask, causal = None, T > 1
         elif T == 1:
@@ -112,8 +149,8 @@ class CausalSelfAttention(nn.Module):
         y = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, is_causal=causal, dropout_p=self.dropout if self.training else 0.0
         )
-        y = y.transpose(1, 2).contiguous().view(B, T, C)
-        return self.resid_dropout(self.proj(y))
+        y = y.transpose(1, 2).reshape(B, T, C)
+        return _dropout(self.proj(y), self.dropout, self.training)
 
 
 class MLP(nn.Module):
@@ -121,10 +158,10 @@ class MLP(nn.Module):
         super().__init__()
         self.fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
         self.proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = config.dropout
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.proj(F.gelu(self.fc(x))))
+        return _dropout(self.proj(F.gelu(self.fc(x))), self.dropout, self.training)
 
 
 class Block(nn.Module):
@@ -146,7 +183,6 @@ class GPT(nn.Module):
         self.config = config
         self.wte = nn.Embedding(config.vocab_size, config.n_embd)
         self.wpe = nn.Embedding(config.context_length, config.n_embd) if config.positions == "learned" else None
-        self.drop = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
         self.ln_f = nn.LayerNorm(config.n_embd, bias=config.bias)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
@@ -172,7 +208,7 @@ class GPT(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     def init_state(self, batch_size: int, device: torch.device | str = "cpu") -> KVCache:
-        return KVCache(self.config.n_layer)
+        return KVCache(self.config.n_layer, self.config.context_length)
 
     @staticmethod
     def detach_state(state: KVCache | None) -> KVCache | None:
@@ -194,9 +230,13 @@ class GPT(nn.Module):
             x = x + self.wpe(torch.arange(past, past + T, device=tokens.device))
         else:
             rope = self._rotary(start + T, tokens.device)[start : start + T]
-        x = self.drop(x)
+        x = _dropout(x, self.config.dropout, self.training)
+        if state is not None:
+            state.make_room(T)
         for layer, block in enumerate(self.blocks):
             x = block(x, rope, state, layer, past)  # past: cached positions before these
+        if state is not None:
+            state.advance(T)
         logits = self.lm_head(self.ln_f(x))  # (B, T, V)
         return ModelOutput(logits=logits, state=state)
 

@@ -126,3 +126,21 @@ def test_config_errors_are_value_errors_naming_the_field(model_type, values, mes
 
 def test_config_from_dict_accepts_ints_for_floats():
     assert config_from_dict("lstm", {"vocab_size": 5, "dropout": 0}).dropout == 0.0
+
+
+def test_kv_cache_keeps_the_last_window_across_slides_and_compaction():
+    from lm.models.gpt import KVCache
+
+    cache = KVCache(n_layer=1, context_length=4)
+    seen = []
+    for step in range(20):  # the capacity (8) fills and compacts several times
+        if cache.length + 1 > 4:
+            cache.drop_front(cache.length + 1 - 4)
+        cache.make_room(1)
+        value = torch.full((1, 1, 1, 2), float(step))
+        keys, values = cache.store(0, value, value * 10)
+        cache.advance(1)
+        seen.append(step)
+        assert keys[0, 0, :, 0].tolist() == [float(s) for s in seen[-4:]]
+        assert values[0, 0, :, 0].tolist() == [10.0 * s for s in seen[-4:]]
+    assert cache.offset == 16
