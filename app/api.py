@@ -108,6 +108,4 @@ def health() -> Response:
 @bp.get("/openapi.json")
 def openapi() -> Response:
     registry = get_registry()
-    return jsonify(
-        openapi_document(current_app.config, registry.names, registry.default_name, request.host_url)
-    )
+    return jsonify(openapi_document(current_app.config, registry.names, registry.default_name))

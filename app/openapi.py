@@ -202,9 +202,7 @@ def _json(description: str, schema: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": _ref(schema)}}}
 
 
-def openapi_document(
-    config: Mapping[str, Any], model_names: list[str], default_model: str, server_url: str
-) -> dict[str, Any]:
+def openapi_document(config: Mapping[str, Any], model_names: list[str], default_model: str) -> dict[str, Any]:
     fields = request_fields(config, model_names, default_model)
     schemas = _component_schemas()
     schemas["GenerateRequest"] = _request_schema(fields)
@@ -252,7 +250,8 @@ def openapi_document(
             "version": "1.0",
             "description": "Text generation with small language models (AWD-LSTM and GPT). See docs/api.md.",
         },
-        "servers": [{"url": server_url.rstrip("/")}],
+        # Relative to where this document is served: right behind any proxy, http or https.
+        "servers": [{"url": "/"}],
         "paths": {
             "/generate": {"post": generate},
             "/models": {
