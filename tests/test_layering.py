@@ -1,0 +1,44 @@
+"""Dependencies point one way: app -> lm <- training. A model directory is all that travels between them."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FORBIDDEN = {
+    "lm": {"flask", "werkzeug", "app", "training", "waitress", "gunicorn"},
+    "training": {"flask", "werkzeug", "app", "waitress", "gunicorn"},
+    "app": {"training"},
+}
+
+
+def imported_top_level_names(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+@pytest.mark.parametrize("package", sorted(FORBIDDEN))
+def test_package_imports_point_one_way(package):
+    files = sorted((ROOT / package).rglob("*.py"))
+    assert files, f"{package}/ has no Python files"
+    offenders = {
+        str(f.relative_to(ROOT)): sorted(imported_top_level_names(f) & FORBIDDEN[package]) for f in files
+    }
+    assert {f: names for f, names in offenders.items() if names} == {}
+
+
+def test_no_pickle_loading_anywhere():
+    files = [p for d in ("lm", "training", "app", "bench", "tests") for p in (ROOT / d).rglob("*.py")]
+    for path in files + list(ROOT.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "load":
+                if getattr(node.func.value, "id", None) == "torch":
+                    keywords = {k.arg: getattr(k.value, "value", None) for k in node.keywords}
+                    assert keywords.get("weights_only") is True, f"{path}: torch.load without weights_only=True"
