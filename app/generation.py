@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import secrets
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -14,6 +15,8 @@ from app.errors import APIError, error_body
 from app.schema import GenerationRequest
 
 log = logging.getLogger(__name__)
+
+JSON_SAFE_SEEDS = 2**53
 
 # Alternatives shown per token when details are asked for: enough for the probability view's hover card.
 TOP_ALTERNATIVES = 5
@@ -36,6 +39,10 @@ def generation_options(request: GenerationRequest, time_limit: float) -> dict[st
     options["stop"] = list(request.stop)
     options["time_limit"] = time_limit
     options["top_alternatives"] = TOP_ALTERNATIVES if request.details else 0
+    if request.seed is None:
+        # Drawn here rather than by the core (which uses all 63 bits) so that the seed reported back survives
+        # JavaScript and every other JSON reader that keeps numbers as doubles: exact below 2**53.
+        options["seed"] = secrets.randbelow(JSON_SAFE_SEEDS)
     return options
 
 

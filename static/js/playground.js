@@ -40,6 +40,23 @@ function setBusy(busy) {
   output.setAttribute("aria-busy", String(busy));
 }
 
+function showSummary(done) {
+  stats.replaceChildren(
+    `${done.generated_tokens} tokens · ${done.timing.tokens_per_second ?? "–"} tokens/s · ` +
+      `finish: ${FINISH_REASONS[done.finish_reason] || done.finish_reason} · seed ${done.seed} `,
+  );
+  // The same seed and settings give the same text: one click puts the seed in the form.
+  const reuse = document.createElement("button");
+  reuse.type = "button";
+  reuse.className = "link";
+  reuse.textContent = "reuse seed";
+  reuse.addEventListener("click", () => {
+    form.elements.seed.value = String(done.seed);
+    document.getElementById("advanced").open = true;
+  });
+  stats.append(reuse);
+}
+
 form.addEventListener("submit", async (event) => {
   event.preventDefault();
   if (controller) return;
@@ -65,9 +82,7 @@ form.addEventListener("submit", async (event) => {
         stats.textContent = `${view.count} tokens…`;
       },
     });
-    stats.textContent =
-      `${done.generated_tokens} tokens · ${done.timing.tokens_per_second ?? "–"} tokens/s · ` +
-      `finish: ${FINISH_REASONS[done.finish_reason] || done.finish_reason} · seed ${done.seed}`;
+    showSummary(done);
   } catch (error) {
     if (error.name === "AbortError") {
       stats.textContent = `Stopped after ${view.count} tokens.`;

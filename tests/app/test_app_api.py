@@ -60,6 +60,11 @@ def test_seed_reproduces_the_output(client):
     assert replay["generated_text"] == unseeded["generated_text"]
 
 
+def test_a_random_seed_survives_javascript_numbers(client):
+    seeds = [generate(client, prompt="A", max_new_tokens=1).get_json()["seed"] for _ in range(5)]
+    assert all(0 <= seed < 2**53 for seed in seeds) and len(set(seeds)) > 1
+
+
 def test_temperature_zero_is_greedy(client):
     texts = {
         generate(client, prompt="JULIET:", max_new_tokens=15, temperature=0).get_json()["generated_text"]

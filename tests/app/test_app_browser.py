@@ -72,6 +72,8 @@ def test_generate_streams_text_into_the_page(server, page):
     output = page.text_content("#output")
     assert output.startswith("ROMEO:") and len(output) > len("ROMEO:")
     assert "tokens/s" in page.text_content("#stats")
+    page.click("#stats button")  # reuse seed
+    assert page.input_value("#seed") == page.text_content("#stats").split("seed ")[1].split()[0]
     page.check("#show-probabilities")
     page.locator("#output .tok").first.focus()
     assert page.locator("#token-tip").is_visible()
