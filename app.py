@@ -30,12 +30,19 @@ def main() -> int:
     host, port = config["HOST"], config["PORT"]
     # Threads beyond the generation limit keep pages, /health and quick 503s answering while generations run.
     threads = config["MAX_CONCURRENT_GENERATIONS"] + 4
-    print(
-        f"scriptorium: serving {', '.join(application.extensions[MODELS].names)} "
-        f"on http://{host}:{port}",
-        flush=True,
-    )
-    waitress.serve(application, host=host, port=port, threads=threads, ident="scriptorium")
+    try:
+        server = waitress.create_server(
+            application, host=host, port=port, threads=threads, ident="scriptorium"
+        )
+    except OSError as error:  # e.g. the port is taken
+        print(f"scriptorium: cannot listen on {host}:{port}: {error.strerror or error}", file=sys.stderr)
+        return 1
+    names = ", ".join(application.extensions[MODELS].names)
+    print(f"scriptorium: serving {names} on http://{host}:{port}", flush=True)
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
     return 0
 
 
