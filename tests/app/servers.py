@@ -57,18 +57,26 @@ class Server:
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )
+        try:
+            self._wait_until_up(kind)
+        except BaseException as error:
+            # Whatever went wrong (including Ctrl+C), never leave a server running behind the tests.
+            output = self.output()
+            self.stop()
+            raise AssertionError(f"{kind} did not come up ({error!r}):\n{output}") from None
+
+    def _wait_until_up(self, kind: str) -> None:
         deadline = time.monotonic() + 90
         while True:
             if self.process.poll() is not None:
-                raise AssertionError(f"{kind} exited with {self.process.returncode}:\n{self.output()}")
+                raise RuntimeError(f"{kind} exited with {self.process.returncode}")
             try:
                 if requests.get(self.url + "/health", timeout=5).status_code == 200:
                     return
             except requests.RequestException:  # not listening yet, or the worker is still booting
                 pass
             if time.monotonic() > deadline:
-                self.stop()
-                raise AssertionError(f"{kind} did not answer /health:\n{self.output()}")
+                raise TimeoutError(f"{kind} did not answer /health in 90 s")
             time.sleep(0.2)
 
     def output(self) -> str:
