@@ -58,3 +58,19 @@ export async function streamGeneration(body, { signal, onToken }) {
   if (!done) throw new GenerationError(0, { message: "The connection closed before the generation finished." });
   return done;
 }
+
+const FINISH_REASONS = {
+  length: "reached max length",
+  eos: "end of text",
+  stop: "stop string",
+  time_limit: "time limit",
+};
+
+// One line about a finished generation (its final "done" event), for people.
+export function summaryText(done) {
+  const reason = FINISH_REASONS[done.finish_reason] || done.finish_reason;
+  return (
+    `${done.generated_tokens} tokens · ${done.timing.tokens_per_second ?? "–"} tokens/s · ` +
+    `finish: ${reason} · seed ${done.seed}`
+  );
+}

@@ -1,8 +1,6 @@
-import { GenerationError, streamGeneration } from "./api.js";
+import { GenerationError, streamGeneration, summaryText } from "./api.js";
 import { bindSliderOutputs, clearErrors, readSettings, showError } from "./form.js";
 import { TokenView } from "./tokens.js";
-
-const FINISH_REASONS = { length: "reached max length", eos: "end of text", stop: "stop string", time_limit: "time limit" };
 
 const form = document.getElementById("compare-form");
 const generateButton = document.getElementById("generate");
@@ -40,9 +38,7 @@ async function run(s, body, signal) {
         s.stats.textContent = `${s.view.count} tokens…`;
       },
     });
-    s.stats.textContent =
-      `${done.generated_tokens} tokens · ${done.timing.tokens_per_second ?? "–"} tokens/s · ` +
-      `finish: ${FINISH_REASONS[done.finish_reason] || done.finish_reason} · seed ${done.seed}`;
+    s.stats.textContent = summaryText(done);
   } catch (error) {
     s.stats.textContent = error.name === "AbortError" ? `Stopped after ${s.view.count} tokens.` : "";
     throw error;

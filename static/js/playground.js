@@ -1,4 +1,4 @@
-import { GenerationError, streamGeneration } from "./api.js";
+import { GenerationError, streamGeneration, summaryText } from "./api.js";
 import { bindSliderOutputs, clearErrors, readSettings, showError } from "./form.js";
 import { TokenView } from "./tokens.js";
 
@@ -11,13 +11,6 @@ const stats = document.getElementById("stats");
 const toggle = document.getElementById("show-probabilities");
 const legend = document.getElementById("legend");
 const view = new TokenView(output, document.getElementById("token-tip"));
-
-export const FINISH_REASONS = {
-  length: "reached max length",
-  eos: "end of text",
-  stop: "stop string",
-  time_limit: "time limit",
-};
 
 let controller = null;
 
@@ -41,10 +34,7 @@ function setBusy(busy) {
 }
 
 function showSummary(done) {
-  stats.replaceChildren(
-    `${done.generated_tokens} tokens · ${done.timing.tokens_per_second ?? "–"} tokens/s · ` +
-      `finish: ${FINISH_REASONS[done.finish_reason] || done.finish_reason} · seed ${done.seed} `,
-  );
+  stats.replaceChildren(`${summaryText(done)} `);
   // The same seed and settings give the same text: one click puts the seed in the form.
   const reuse = document.createElement("button");
   reuse.type = "button";
