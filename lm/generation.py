@@ -22,6 +22,7 @@ from lm.tokenizers import Tokenizer
 
 FINISH_REASONS = ("length", "eos", "stop", "time_limit")
 MAX_SEED = 2**63
+DRAWN_SEED_LIMIT = 2**53  # drawn seeds stay exact in JavaScript numbers (the browser UI shows and reuses them)
 
 
 @dataclass
@@ -196,6 +197,10 @@ class Generator:
         if not isinstance(prompt, str):
             raise ValueError(f"prompt must be a string, got {type(prompt).__name__}")
         try:
+            prompt.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("prompt must be valid Unicode text (it holds a lone surrogate)") from None
+        try:
             opts = GenerationOptions(**options)
         except TypeError:
             unknown = sorted(set(options) - set(GenerationOptions.__dataclass_fields__))
@@ -206,7 +211,7 @@ class Generator:
             raise ValueError(f"top_alternatives must be at most the vocabulary size {self.tokenizer.vocab_size}")
         suppress = [self.tokenizer.unk_id] if self.tokenizer.unk_id is not None else []
         chain = ProcessorChain(opts.temperature, opts.top_k, opts.top_p, opts.repetition_penalty, suppress)
-        seed = opts.seed if opts.seed is not None else int.from_bytes(os.urandom(8), "little") % MAX_SEED
+        seed = opts.seed if opts.seed is not None else int.from_bytes(os.urandom(8), "little") % DRAWN_SEED_LIMIT
         stream = GenerationStream(iter(()))
         stream._events = self._run(prompt, opts, chain, seed, stream)
         return stream

@@ -32,14 +32,21 @@ class SuppressTokens:
         return logits
 
 
+# Outside these, float32 logits overflow to inf and sampling would see NaN probabilities.
+MIN_TEMPERATURE, MAX_TEMPERATURE = 1e-3, 100.0
+MIN_PENALTY, MAX_PENALTY = 1e-3, 100.0
+
+
 class RepetitionPenalty:
     """CTRL's penalty (Keskar et al. 2019): logits of tokens already in the sequence are divided by `penalty`
     when positive and multiplied by it when negative. 1.0 leaves logits unchanged."""
 
     def __init__(self, penalty: float) -> None:
         penalty = _number("repetition_penalty", penalty)
-        if penalty <= 0:
-            raise ValueError(f"repetition_penalty must be > 0 (1.0 = off), got {penalty}")
+        if not MIN_PENALTY <= penalty <= MAX_PENALTY:
+            raise ValueError(
+                f"repetition_penalty must be in [{MIN_PENALTY:g}, {MAX_PENALTY:g}] (1.0 = off), got {penalty}"
+            )
         self.penalty = float(penalty)
 
     def __call__(self, logits: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
@@ -53,8 +60,10 @@ class RepetitionPenalty:
 class Temperature:
     def __init__(self, temperature: float) -> None:
         temperature = _number("temperature", temperature)
-        if temperature <= 0:
-            raise ValueError(f"temperature must be > 0 here (0 means greedy decoding), got {temperature}")
+        if not MIN_TEMPERATURE <= temperature <= MAX_TEMPERATURE:
+            raise ValueError(
+                f"temperature must be 0 (greedy) or in [{MIN_TEMPERATURE:g}, {MAX_TEMPERATURE:g}], got {temperature}"
+            )
         self.temperature = float(temperature)
 
     def __call__(self, logits: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
@@ -111,7 +120,9 @@ class ProcessorChain:
     ) -> None:
         temperature = _number("temperature", temperature)
         if temperature < 0:
-            raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature}")
+            raise ValueError(
+                f"temperature must be 0 (greedy) or in [{MIN_TEMPERATURE:g}, {MAX_TEMPERATURE:g}], got {temperature}"
+            )
         self.greedy = temperature == 0
         self.shaping = [SuppressTokens(suppress_ids), RepetitionPenalty(repetition_penalty)]
         if not self.greedy:

@@ -162,6 +162,9 @@ def test_stop_string_in_a_real_generation(model_dir):
     [
         ({"temperature": -1}, "temperature"),
         ({"temperature": float("nan")}, "temperature"),
+        ({"temperature": 1e-300}, "temperature"),
+        ({"temperature": 1e300}, "temperature"),
+        ({"repetition_penalty": 1e-300}, "repetition_penalty"),
         ({"top_k": -1}, "top_k"),
         ({"top_k": 2.5}, "top_k"),
         ({"top_p": 0}, "top_p"),
@@ -182,6 +185,18 @@ def test_stop_string_in_a_real_generation(model_dir):
 def test_bad_options_raise_value_error_naming_the_option(model_dir, options, name):
     with pytest.raises(ValueError, match=name):
         load(model_dir).stream("x", **options)
+
+
+def test_a_prompt_with_a_lone_surrogate_is_a_value_error(model_dir):
+    with pytest.raises(ValueError, match="prompt"):
+        load(model_dir).generate("abc\ud800", max_new_tokens=2)
+
+
+def test_extreme_but_allowed_settings_still_sample(model_dir):
+    for options in ({"temperature": 1e-3}, {"temperature": 100.0}, {"repetition_penalty": 1e-3},
+                    {"repetition_penalty": 100.0}):
+        assert len(load(model_dir).generate("It", max_new_tokens=5, seed=0, **options).tokens) == 5
+
 
 
 def test_processors_in_isolation():
