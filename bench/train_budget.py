@@ -63,7 +63,10 @@ def main() -> int:
     parser.add_argument("--output", help="model directory to keep (default: a temporary one)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config overrides")
     parser.add_argument("--json", help="also write the figures here")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     overrides = [*args.set, f"training.max_time={args.seconds}", "training.max_steps=1000000000"]
     config = load_config(preset_path(args.preset), overrides)

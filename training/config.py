@@ -78,6 +78,7 @@ class TrainingConfig:
     compile: bool = False
     seed: int = 1337
     weights_dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+    loggers: list[str] = field(default_factory=list)  # optional mirrors of metrics.jsonl: tensorboard, wandb
 
 
 @dataclass
@@ -291,6 +292,10 @@ def validate(config: Config) -> None:
     need(0 < t.plateau_factor < 1, "training.plateau_factor", "must be in (0, 1)")
     need(t.plateau_patience >= 0, "training.plateau_patience", "must be >= 0")
     need(t.seed >= 0, "training.seed", "must be >= 0")
+    from training.loggers import LOGGER_NAMES
+
+    unknown = [name for name in t.loggers if name not in LOGGER_NAMES]
+    need(not unknown, "training.loggers", f"unknown {unknown[:1]}; choose from {', '.join(LOGGER_NAMES)}")
 
     kind = config.model_type
     if kind == "gpt":

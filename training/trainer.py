@@ -34,6 +34,7 @@ from training.batches import StreamSampler, WindowSampler
 from training.config import Config
 from training.data import Corpus, load_corpus
 from training.hardware import autocast_factory, describe, pick_device
+from training.loggers import open_trackers
 from training.metrics import TokenStats, bits_per_char, perplexity, unigram_loss
 from training.optim import NTASGD, PlateauScale, build_optimizer, scheduled_lr
 from training.scoring import score_gpt, score_lstm
@@ -184,6 +185,7 @@ class Trainer:
             if not self.opts.resume:  # a fresh run: nothing of an earlier run here may be resumed or plotted
                 (self.output / METRICS_FILE).unlink(missing_ok=True)
                 shutil.rmtree(resume.resume_dir(self.output), ignore_errors=True)
+        self.trackers = open_trackers(t.loggers, self.output, self.cfg.to_dict(), self.cfg.name) if main else []
         previous_handler = signal.signal(signal.SIGINT, self._on_sigint) if main else None
         bar = tqdm(total=t.max_steps, initial=self.step, disable=not (main and self.opts.progress),
                    dynamic_ncols=True, file=sys.stderr, desc=self.cfg.name or "train")
@@ -224,6 +226,8 @@ class Trainer:
                     break
         finally:
             bar.close()
+            for tracker in self.trackers:
+                tracker.close()
             if previous_handler is not None:
                 signal.signal(signal.SIGINT, previous_handler)
         self._finish(stop_reason)
@@ -414,6 +418,8 @@ class Trainer:
         # open and close per row: save_model_dir swaps the directory, so a long-lived handle would go stale
         with open(self.output / METRICS_FILE, "a", encoding="utf-8") as f:
             f.write(json.dumps(row) + "\n")
+        for tracker in getattr(self, "trackers", []):
+            tracker.log(row)
 
     # ---------------------------------------------------------------- resume
     def _save_resume(self) -> None:

@@ -157,3 +157,16 @@ def test_train_tokenizer_command(tmp_path):
 
     tok = Tokenizer.from_file(out)
     assert tok.kind == "word" and tok.decode(tok.encode("hello there.")) == "hello there."
+
+
+def test_missing_optional_tracker_is_only_a_note(tmp_path, capsys):
+    config = config_from_dict(tiny_config("gpt", max_steps=4, eval_interval=4, loggers=["wandb"]), "t.yaml")
+    try:
+        import wandb  # noqa: F401
+
+        pytest.skip("wandb is installed here")
+    except ImportError:
+        pass
+    train(config, RunOptions(output=tmp_path / "run", progress=False))
+    assert "wandb, which is not installed" in capsys.readouterr().err
+    assert (tmp_path / "run" / "config.json").is_file()
