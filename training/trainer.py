@@ -182,6 +182,8 @@ class Trainer:
         if main:
             self.output.mkdir(parents=True, exist_ok=True)
             atomic_write_text(self.output / CONFIG_COPY, self.cfg.to_yaml())
+            for stale in self.output.glob(f".{resume.RESUME_DIR}.*.tmp"):  # staging left by a killed run
+                shutil.rmtree(stale, ignore_errors=True)
             if not self.opts.resume:  # a fresh run: nothing of an earlier run here may be resumed or plotted
                 (self.output / METRICS_FILE).unlink(missing_ok=True)
                 shutil.rmtree(resume.resume_dir(self.output), ignore_errors=True)
@@ -486,6 +488,8 @@ class Trainer:
         best = resume.prefixed(tensors, "best")
         self.best_weights = best or None
         resume.set_rng_state(tensors, meta["rng"])
+        if self.dist.enabled:  # only rank 0's generators were saved; give the other ranks their own streams again
+            torch.manual_seed(self.cfg.training.seed + self.dist.rank + 7919 * self.step)
         if self.dist.is_main:
             self._reload_metrics()
 
