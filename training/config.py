@@ -177,7 +177,8 @@ def config_from_dict(raw: dict[str, Any], source: str = "<config>") -> Config:
     model = raw.get("model")
     if not isinstance(model, dict):
         raise ConfigError(source, "model", "expected a mapping with at least `type: lstm` or `type: gpt`")
-    model = dict(model)
+    # PyYAML reads 1e-4 (no dot) as a string; the core's checker wants numbers, so convert such strings here
+    model = {k: _number_or_text(v) for k, v in model.items()}
     if model.get("type") not in MODEL_KINDS:
         raise ConfigError(source, "model.type", f"must be one of {', '.join(MODEL_KINDS)}, got {model.get('type')!r}")
     for key in ("name", "description"):
@@ -193,6 +194,16 @@ def config_from_dict(raw: dict[str, Any], source: str = "<config>") -> Config:
     )
     validate(config)
     return config
+
+
+_NUMBER = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
+
+
+def _number_or_text(value: Any) -> Any:
+    if isinstance(value, str) and _NUMBER.match(value.strip()):
+        number = float(value)
+        return int(number) if number.is_integer() and "." not in value and "e" not in value.lower() else number
+    return value
 
 
 def _build_section(cls: type, values: dict[str, Any], section: str, source: str):

@@ -48,8 +48,9 @@ def write_config(path: Path, config: dict) -> Path:
     return path
 
 
-def run_cli(*args: str, timeout: float = 120, env: dict | None = None, **kwargs) -> subprocess.CompletedProcess:
-    """`python -m training ...` in a subprocess, from the repository root."""
+def run_cli(*args: str, timeout: float = 600, env: dict | None = None, **kwargs) -> subprocess.CompletedProcess:
+    """`python -m training ...` in a subprocess, from the repository root (generous timeout: on a shared 2-core
+    machine a few seconds of work can take minutes)."""
     full_env = {**os.environ, **(env or {})}
     full_env["PYTHONPATH"] = str(ROOT) + os.pathsep + full_env.get("PYTHONPATH", "")
     return subprocess.run([sys.executable, "-m", "training", *args], cwd=ROOT, env=full_env, capture_output=True,

@@ -25,7 +25,7 @@ def _start(args: list[str]) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def _wait_for_resume_state(out: Path, proc: subprocess.Popen, min_step: int, timeout: float = 90) -> int:
+def _wait_for_resume_state(out: Path, proc: subprocess.Popen, min_step: int, timeout: float = 600) -> int:
     state = out / "resume" / "state.json"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -44,10 +44,11 @@ def _wait_for_resume_state(out: Path, proc: subprocess.Popen, min_step: int, tim
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # several subprocesses; slow when the machine is shared
 def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
     # LSTM with variable BPTT and dropout: the hardest case (carried state, data position, RNG for dropout)
     config = write_config(tmp_path / "lstm.yaml", tiny_config(
-        "lstm", max_steps=80, eval_interval=10, variable_bptt=True, alpha=1.0, beta=1.0, grad_clip=0.5))
+        "lstm", max_steps=60, eval_interval=10, variable_bptt=True, alpha=1.0, beta=1.0, grad_clip=0.5))
 
     straight = tmp_path / "straight"
     result = run_cli(*_train_args(config, straight))
@@ -55,35 +56,36 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
 
     killed = tmp_path / "killed"
     proc = _start(_train_args(config, killed))
-    saved_step = _wait_for_resume_state(killed, proc, min_step=20)
+    saved_step = _wait_for_resume_state(killed, proc, min_step=10)
     proc.send_signal(signal.SIGKILL)
     proc.communicate()
     assert proc.returncode == -signal.SIGKILL
-    assert 20 <= saved_step < 80
+    assert 10 <= saved_step < 60
 
     resumed = run_cli(*_train_args(config, killed, "--resume"))
     assert resumed.returncode == 0, resumed.stderr
 
     a = json.loads((straight / "config.json").read_text())
     b = json.loads((killed / "config.json").read_text())
-    assert b["training"]["steps"] == a["training"]["steps"] == 80
+    assert b["training"]["steps"] == a["training"]["steps"] == 60
     assert abs(a["metrics"]["val_loss"] - b["metrics"]["val_loss"]) < 1e-4
     evals_a = [r["val_loss"] for r in map(json.loads, (straight / "metrics.jsonl").read_text().splitlines())
                if "val_loss" in r]
     evals_b = [r["val_loss"] for r in map(json.loads, (killed / "metrics.jsonl").read_text().splitlines())
                if "val_loss" in r]
-    assert len(evals_a) == len(evals_b) == 8
+    assert len(evals_a) == len(evals_b) == 6
     assert max(abs(x - y) for x, y in zip(evals_a, evals_b)) < 1e-4
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # several subprocesses; slow when the machine is shared
 def test_ctrl_c_saves_and_exits_cleanly(tmp_path):
     config = write_config(tmp_path / "gpt.yaml", tiny_config("gpt", max_steps=100000, eval_interval=10))
     out = tmp_path / "run"
     proc = _start(_train_args(config, out))
     _wait_for_resume_state(out, proc, min_step=10)
     proc.send_signal(signal.SIGINT)
-    _, stderr = proc.communicate(timeout=60)
+    _, stderr = proc.communicate(timeout=600)
     assert proc.returncode == 130, stderr
     assert "--resume" in stderr and "Traceback" not in stderr
     state = json.loads((out / "resume" / "state.json").read_text())

@@ -65,6 +65,7 @@ def test_ntasgd_and_plateau_run(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # several subprocesses; slow when the machine is shared
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     path = write_config(tmp_path / "sgd.yaml", tiny_config("gpt", optimizer="sgd", lr=0.5, warmup_steps=0))
     out = tmp_path / "run"
