@@ -113,6 +113,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int)
     p.add_argument("--device", default="cpu")
     p.set_defaults(handler=cmd_generate)
+
+    p = commands.add_parser("card", help="write a model card (card.md) from what a model directory records",
+                            description="Write MODEL_DIR/card.md: architecture, data, the training command, "
+                                        "time and hardware, the figures of evaluation.json, and samples.")
+    p.add_argument("model_dir", metavar="MODEL_DIR")
+    p.set_defaults(handler=cmd_card)
     return parser
 
 
@@ -149,10 +155,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     result = evaluate_model(args.model_dir, args.data, split=args.split, cleaner=args.cleaner, device=args.device,
                             samples=args.samples, plots_dir=args.plots)
+    result["command"] = "python -m training " + shlex.join(args.argv)
     output = args.output or str(Path(args.model_dir) / "evaluation.json")
     write_json(result, output)
     print(format_table(result))
     print(f"written to {output}")
+    return 0
+
+
+def cmd_card(args: argparse.Namespace) -> int:
+    from training.card import write_card
+
+    print(f"written to {write_card(args.model_dir)}")
     return 0
 
 

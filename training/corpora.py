@@ -29,6 +29,7 @@ class CorpusUnavailable(ValueError):
 class KnownCorpus:
     name: str
     description: str
+    licence: str
     urls: dict[str, str]  # file name in the cache -> public address
     local_names: tuple[str, ...]  # names a local copy may have under $SCRIPTORIUM_DATA
     zip_members: dict[str, str] | None = None  # cache file name -> member of the downloaded zip
@@ -38,12 +39,14 @@ KNOWN_CORPORA: dict[str, KnownCorpus] = {
     "tinyshakespeare": KnownCorpus(
         "tinyshakespeare",
         "40,000 lines of Shakespeare (Karpathy's char-rnn corpus), 1.1 MB",
+        "public domain text",
         {"input.txt": "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"},
         ("tinyshakespeare.txt", "tinyshakespeare/input.txt", "input.txt"),
     ),
     "wikitext2": KnownCorpus(
         "wikitext2",
-        "WikiText-2 (Merity et al. 2016), tokenised, ~2M training words, CC BY-SA 3.0",
+        "WikiText-2 (Merity et al. 2016), tokenised, ~2M training words",
+        "CC BY-SA 3.0",
         {
             f"{split}.txt": "https://raw.githubusercontent.com/pytorch/examples/main/word_language_model/data/"
             f"wikitext-2/{split}.txt"
@@ -53,7 +56,8 @@ KNOWN_CORPORA: dict[str, KnownCorpus] = {
     ),
     "wikitext103": KnownCorpus(
         "wikitext103",
-        "WikiText-103 (Merity et al. 2016), tokenised, ~103M training words, CC BY-SA 3.0",
+        "WikiText-103 (Merity et al. 2016), tokenised, ~103M training words",
+        "CC BY-SA 3.0",
         {"wikitext-103-v1.zip": "https://s3.amazonaws.com/research.metamind.io/wikitext/wikitext-103-v1.zip"},
         ("wikitext-103", "wikitext103", "wikitext-103-v1"),
         zip_members={f"{split}.txt": f"wikitext-103/wiki.{split}.tokens" for split in SPLITS},

@@ -15,7 +15,7 @@ from training.config import config_from_dict
 from training import resume
 from training.trainer import RunOptions, Trainer, TrainingError, train
 
-COMMANDS = ("train", "evaluate", "benchmark", "prepare-data", "train-tokenizer", "generate")
+COMMANDS = ("train", "evaluate", "benchmark", "prepare-data", "train-tokenizer", "generate", "card")
 
 
 @pytest.mark.parametrize("command", ("",) + COMMANDS)

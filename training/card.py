@@ -1,0 +1,141 @@
+"""A model card (`card.md`) written from what a model directory records about itself.
+
+Everything in the card is read, not typed: the architecture and training metadata from `config.json`, the quality
+figures from `evaluation.json` (written by `python -m training evaluate`), and samples generated on the spot with
+the settings printed beside them. The web app's model page shows the card.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from lm.atomic import atomic_write_text
+from lm.checkpoint import read_config
+from training.corpora import KNOWN_CORPORA
+
+CARD_FILE = "card.md"
+SAMPLE_PROMPTS = ("ROMEO:", "JULIET:\nO", "First Citizen:\n")
+SAMPLE_SETTINGS = {"temperature": 0.8, "top_p": 0.95}
+SAMPLE_CHARACTERS = 300
+
+
+def _corpus_line(training: dict[str, Any]) -> str:
+    preset_source = ((training.get("config") or {}).get("data") or {}).get("source", "")
+    data = training.get("data") or {}
+    corpus = KNOWN_CORPORA.get(preset_source)
+    where = data.get("source", preset_source)
+    if corpus is None:
+        return f"`{where}` (the text given to the trainer)"
+    address = next(iter(corpus.urls.values()))
+    return f"{corpus.name}: {corpus.description}; {corpus.licence}. Public address: <{address}> (read from `{where}`)"
+
+
+def _architecture(config: dict[str, Any]) -> str:
+    hyper = ", ".join(f"{k}={v}" for k, v in config["model"].items() if k != "vocab_size")
+    kind = "decoder-only transformer (GPT)" if config["model_type"] == "gpt" else "AWD-LSTM"
+    return f"{kind}, {config['parameters']:,} parameters ({hyper})"
+
+
+def _samples(model_dir: Path, chars_per_token: float) -> list[tuple[str, dict[str, Any], str]]:
+    from lm import load
+
+    generator = load(model_dir)
+    max_new_tokens = max(1, round(SAMPLE_CHARACTERS / chars_per_token))
+    samples = []
+    for seed, prompt in enumerate(SAMPLE_PROMPTS, start=1):
+        settings = {**SAMPLE_SETTINGS, "max_new_tokens": max_new_tokens, "seed": seed}
+        result = generator.generate(prompt, **settings)
+        samples.append((prompt, settings, result.text))
+    return samples
+
+
+def render_card(model_dir: str | Path) -> str:
+    model_dir = Path(model_dir)
+    config = read_config(model_dir)
+    training = config.get("training") or {}
+    evaluation_file = model_dir / "evaluation.json"
+    evaluation = json.loads(evaluation_file.read_text()) if evaluation_file.is_file() else None
+    tokenizer = config["tokenizer"]
+    data = training.get("data") or {}
+    chars_per_token = (data.get("valid_characters") or 1) / (data.get("valid_tokens") or 1)
+
+    lines = [f"# {config.get('name', model_dir.name)}", ""]
+    description = (training.get("config") or {}).get("description")
+    if description:
+        lines += [description, ""]
+    lines += [
+        "## What it is",
+        "",
+        f"- **Architecture:** {_architecture(config)}",
+        f"- **Tokenizer:** {tokenizer['kind']}, {tokenizer['vocab_size']} tokens "
+        f"({chars_per_token:.2f} characters per token on the validation text)",
+        f"- **Weights:** `model.safetensors`, stored as {config.get('weights_dtype', 'float32')}",
+        "",
+        "## Data",
+        "",
+        f"- **Corpus:** {_corpus_line(training)}",
+        f"- **Split:** {data.get('split', 'unknown')}; {data.get('train_characters', '?'):,} training and "
+        f"{data.get('valid_characters', '?'):,} validation characters",
+        "",
+        "## How it was trained",
+        "",
+        "```bash",
+        training.get("command", "(not recorded)"),
+        "```",
+        "",
+        f"- **Steps:** {training.get('steps', '?'):,} ({training.get('tokens_seen', 0):,} tokens seen), "
+        f"best validation at step {training.get('best_step', '?'):,}; stopped by {training.get('stop_reason', '?')}",
+        f"- **Training time:** {training.get('wall_time_s', 0) / 60:.1f} minutes of wall time "
+        f"(total over every resumed session)",
+        f"- **Hardware:** {training.get('hardware', 'unknown')}",
+        "- **Curve:** `metrics.jsonl` (one JSON object per logged step) and `training_curve.png`",
+        "",
+        "## How good it is",
+        "",
+    ]
+    if evaluation:
+        lines += [
+            f"Evaluated with `{evaluation.get('command', 'python -m training evaluate')}` on "
+            f"{evaluation.get('data', 'the validation text')}:",
+            "",
+            "| figure | value |",
+            "| --- | --- |",
+            f"| loss | {evaluation['loss']:.4f} nats/token |",
+            f"| loss per character | {evaluation['loss'] * evaluation['tokens'] / evaluation['characters']:.4f} nats/char |",
+            f"| bits per character | {evaluation['bits_per_char']:.4f} |",
+            f"| perplexity | {evaluation['perplexity']:.3f} (per token) |",
+            f"| tokens / characters | {evaluation['tokens']:,} / {evaluation['characters']:,} |",
+            f"| mean top-token probability | {evaluation['avg_top_token_prob']:.3f} |",
+            f"| calibration error (ECE) | {evaluation['ece']:.4f} |",
+            "",
+        ]
+    else:
+        metrics = config.get("metrics") or {}
+        lines += [f"Validation during training: {json.dumps(metrics)}. Run `python -m training evaluate` for the "
+                  "full figures.", ""]
+    lines += ["## Samples", ""]
+    for prompt, settings, text in _samples(model_dir, chars_per_token):
+        shown = ", ".join(f"{k}={v}" for k, v in settings.items())
+        lines += [f"Prompt `{prompt!r}`, {shown}:", "", "```text", prompt + text, "```", ""]
+    lines += [
+        "## Known limits",
+        "",
+        "- It learned the look of its corpus (names in capitals, verse line lengths, archaic words), not meaning:",
+        "  sentences drift, characters wander in and out, and it invents plausible words.",
+        "- It knows nothing beyond its training text and should not be relied on for anything factual.",
+        "- A prompt far from that text (modern English, other languages, code) gives poorer continuations; "
+        "characters the tokenizer never saw become `<unk>`." if tokenizer["kind"] == "char" else
+        "- A prompt far from that text (modern English, other languages, code) gives poorer continuations.",
+    ]
+    if config["model_type"] == "gpt":
+        lines.append(f"- It attends to the last {config['model']['context_length']} tokens only; longer generations "
+                     "slide that window along.")
+    return "\n".join(lines) + "\n"
+
+
+def write_card(model_dir: str | Path) -> Path:
+    path = Path(model_dir) / CARD_FILE
+    atomic_write_text(path, render_card(model_dir))
+    return path
