@@ -5,7 +5,8 @@ full-recompute baseline (the whole sequence re-run for every new token, as simpl
     python bench/generation.py models/shakespeare-gpt --tokens 256
     python bench/generation.py --preset configs/shakespeare-gpt.yaml   # random weights, same shapes
 
-Each model is measured in a fresh subprocess so that its peak resident memory is its own.
+Each model is measured in a fresh subprocess so that its peak resident memory is its own; each figure is the
+median of --repeat interleaved runs.
 """
 
 from __future__ import annotations
@@ -67,21 +68,29 @@ def _engine_tokens_per_second(generator, tokens: int, batch: int) -> float:
     return produced / result.elapsed
 
 
-def measure_one(model_dir: str, tokens: int, threads: int) -> dict:
+def measure_one(model_dir: str, tokens: int, threads: int, repeat: int) -> dict:
+    import statistics
+
     import torch
 
     from lm import load
 
     torch.set_num_threads(threads)
     generator = load(model_dir)
+    runs = {"batch1": [], "batch8": [], "full": []}
+    for _ in range(repeat):  # interleaved, so a noisy spell on a shared machine hits every figure alike
+        runs["batch1"].append(_engine_tokens_per_second(generator, tokens, 1))
+        runs["batch8"].append(_engine_tokens_per_second(generator, tokens, 8))
+        runs["full"].append(_full_recompute_tokens_per_second(generator, tokens))
     figures = {
         "model": generator.name,
         "type": generator.model_type,
         "parameters": generator.num_parameters,
         "tokens": tokens,
-        "batch1_tokens_per_s": _engine_tokens_per_second(generator, tokens, 1),
-        "batch8_tokens_per_s": _engine_tokens_per_second(generator, tokens, 8),
-        "full_recompute_tokens_per_s": _full_recompute_tokens_per_second(generator, tokens),
+        "repeat": repeat,
+        "batch1_tokens_per_s": statistics.median(runs["batch1"]),
+        "batch8_tokens_per_s": statistics.median(runs["batch8"]),
+        "full_recompute_tokens_per_s": statistics.median(runs["full"]),
     }
     figures["speedup_vs_full_recompute"] = figures["batch1_tokens_per_s"] / figures["full_recompute_tokens_per_s"]
     figures["batch8_over_batch1"] = figures["batch8_tokens_per_s"] / figures["batch1_tokens_per_s"]
@@ -95,11 +104,12 @@ def main() -> int:
     parser.add_argument("--preset", action="append", default=[], help="YAML preset: measure random weights")
     parser.add_argument("--tokens", type=int, default=256, help="new tokens per generation (default 256)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    parser.add_argument("--repeat", type=int, default=5, help="runs per figure; the median is reported (default 5)")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.one:
-        print(json.dumps(measure_one(args.one, args.tokens, args.threads)))
+        print(json.dumps(measure_one(args.one, args.tokens, args.threads, args.repeat)))
         return 0
 
     with tempfile.TemporaryDirectory() as scratch:
@@ -116,7 +126,8 @@ def main() -> int:
         rows = []
         for d in dirs:
             child = subprocess.run(
-                [sys.executable, __file__, "--one", str(d), "--tokens", str(args.tokens), "--threads", str(args.threads)],
+                [sys.executable, __file__, "--one", str(d), "--tokens", str(args.tokens), "--threads", str(args.threads),
+                 "--repeat", str(args.repeat)],
                 capture_output=True, text=True,
             )
             if child.returncode:
@@ -125,7 +136,8 @@ def main() -> int:
             rows.append(json.loads(child.stdout))
 
     print(f"command: python {shlex.join(['bench/generation.py'] + sys.argv[1:])}")
-    print(f"machine: {platform.machine()}, {args.threads} torch threads, python {platform.python_version()}")
+    print(f"machine: {platform.machine()}, {args.threads} torch threads, python {platform.python_version()}; "
+          f"medians of {args.repeat} runs")
     header = f"{'model':<22}{'type':<6}{'params':>9}{'batch1 tok/s':>14}{'batch8 tok/s':>14}{'full-recompute':>16}"
     header += f"{'speedup':>9}{'b8/b1':>7}{'peak RSS':>10}"
     print(header)

@@ -235,10 +235,13 @@ class Generator:
                 view, sampling = chain(logits, history)
                 next_ids = chain.choose_next(sampling, rng)  # (B,)
                 log_probs = view.log_softmax(dim=-1)
+                # one conversion per step, not one tensor index per sequence: it adds up at batch 8
+                chosen_ids = next_ids.tolist()
+                chosen_logprobs = log_probs.gather(1, next_ids[:, None]).squeeze(1).tolist()
                 out_of_time = opts.time_limit is not None and time.perf_counter() - started >= opts.time_limit
                 last_step = step == opts.max_new_tokens - 1
                 for b in list(active):
-                    token_id = int(next_ids[b])
+                    token_id = chosen_ids[b]
                     reason = None
                     if opts.stop_at_eos and token_id == self.tokenizer.eos_id:
                         reason = "eos"
@@ -252,7 +255,7 @@ class Generator:
                         text, stopped = trackers[b].push(token_id, last=reason is not None)
                     if stopped:
                         reason = "stop"
-                    event = TokenEvent(b, token_id, text, float(log_probs[b, token_id]))
+                    event = TokenEvent(b, token_id, text, chosen_logprobs[b])
                     if opts.top_alternatives:
                         event.alternatives = self._alternatives(log_probs[b], opts.top_alternatives)
                     choices[b].tokens.append(event)

@@ -109,8 +109,9 @@ def rotary_table(length: int, head_size: int, base: float, device=None) -> torch
 
 def apply_rotary(x: torch.Tensor, rope: torch.Tensor) -> torch.Tensor:
     """Rotate each pair of channels of x (..., hs) by its position's angle; rope (complex, ..., hs/2) broadcasts."""
-    pairs = torch.view_as_complex(x.float().reshape(*x.shape[:-1], -1, 2))  # (B, nh, T, hs/2)
-    return torch.view_as_real(pairs * rope).flatten(-2).type_as(x)
+    pairs = torch.view_as_complex(x.float().reshape(*x.shape[:-1], -1, 2))  # (..., hs/2)
+    rotated = torch.view_as_real(pairs * rope).flatten(-2)
+    return rotated if rotated.dtype == x.dtype else rotated.to(x.dtype)
 
 
 def _dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
