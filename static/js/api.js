@@ -35,14 +35,16 @@ export async function streamGeneration(body, { signal, onToken }) {
   const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
   let buffer = "";
   let done = null;
+  let yielded = performance.now();
   for (;;) {
     const { value, done: ended } = await reader.read();
     if (ended) break;
     buffer += value;
+    let start = 0;
     let cut;
-    while ((cut = buffer.indexOf("\n\n")) >= 0) {
-      const block = buffer.slice(0, cut);
-      buffer = buffer.slice(cut + 2);
+    while ((cut = buffer.indexOf("\n\n", start)) >= 0) {
+      const block = buffer.slice(start, cut);
+      start = cut + 2;
       const data = block
         .split("\n")
         .filter((line) => line.startsWith("data:"))
@@ -53,7 +55,14 @@ export async function streamGeneration(body, { signal, onToken }) {
       if (event.error) throw new GenerationError(200, event.error);
       if (event.done) done = event;
       else onToken(event);
+      // A fast model can put thousands of events in one read; without a turn of the event loop now and then
+      // the page would neither paint nor see a click on Stop until they were all handled.
+      if (performance.now() - yielded > 50) {
+        await new Promise((resolve) => setTimeout(resolve, 0));
+        yielded = performance.now();
+      }
     }
+    buffer = buffer.slice(start);
   }
   if (!done) throw new GenerationError(0, { message: "The connection closed before the generation finished." });
   return done;

@@ -38,11 +38,13 @@ async function run(s, body, signal) {
         s.stats.textContent = `${s.view.count} tokens…`;
       },
     });
+    s.view.flush();
     s.stats.textContent = summaryText(done);
   } catch (error) {
     s.stats.textContent = error.name === "AbortError" ? `Stopped after ${s.view.count} tokens.` : "";
     throw error;
   } finally {
+    s.view.flush();
     s.output.setAttribute("aria-busy", "false");
   }
 }

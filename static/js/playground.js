@@ -72,6 +72,7 @@ form.addEventListener("submit", async (event) => {
         stats.textContent = `${view.count} tokens…`;
       },
     });
+    view.flush();
     showSummary(done);
   } catch (error) {
     if (error.name === "AbortError") {
@@ -85,6 +86,7 @@ form.addEventListener("submit", async (event) => {
       stats.textContent = "";
     }
   } finally {
+    view.flush();
     controller = null;
     setBusy(false);
   }

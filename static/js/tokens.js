@@ -18,6 +18,10 @@ export class TokenView {
     this.tip = tip;
     this.text = "";
     this.showProbabilities = false;
+    // Spans wait here and join the page once per animation frame: a fast model sends thousands of tokens a
+    // second, and one DOM insertion each would keep the page too busy to answer Stop.
+    this.pending = document.createDocumentFragment();
+    this.frame = 0;
     container.addEventListener("mouseover", (e) => this.#point(e.target));
     container.addEventListener("focusin", (e) => this.#point(e.target));
     container.addEventListener("mouseleave", () => this.#hideTip());
@@ -26,6 +30,9 @@ export class TokenView {
   }
 
   reset(prompt) {
+    cancelAnimationFrame(this.frame);
+    this.frame = 0;
+    this.pending = document.createDocumentFragment();
     this.container.replaceChildren();
     const promptSpan = document.createElement("span");
     promptSpan.className = "prompt-text";
@@ -46,11 +53,20 @@ export class TokenView {
     span.tokenData = { ...token, p };
     if (p !== null) span.style.setProperty("--p", p.toFixed(3));
     if (this.showProbabilities) span.tabIndex = 0;
-    this.container.append(span);
+    this.pending.append(span);
+    if (!this.frame) this.frame = requestAnimationFrame(() => this.flush());
     this.text += token.text;
   }
 
+  // Puts every waiting token on the page now (at the end of a generation, before a message).
+  flush() {
+    cancelAnimationFrame(this.frame);
+    this.frame = 0;
+    this.container.append(this.pending);
+  }
+
   message(text, className = "notice-text") {
+    this.flush();
     const span = document.createElement("span");
     span.className = className;
     span.textContent = text;
@@ -58,6 +74,7 @@ export class TokenView {
   }
 
   setShowProbabilities(on) {
+    this.flush();
     this.showProbabilities = on;
     this.container.classList.toggle("probabilities", on);
     for (const span of this.container.querySelectorAll(".tok")) {
