@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -134,8 +134,12 @@ class _TextTracker:
                 self.raw = self.raw[:end]
                 return self._emit_until(max(end, self.emitted)), True
         if last:
-            return self._emit_until(len(self.raw)), False
+            return self.flush(), False
         return self._emit_until(len(self.raw) - self._held_back()), False
+
+    def flush(self) -> str:
+        """Everything not yet emitted, held-back text included (the sequence has ended)."""
+        return self._emit_until(len(self.raw))
 
     def _held_back(self) -> int:
         """Length of the longest tail of `raw` that could still grow into a stop string."""
@@ -156,9 +160,9 @@ class _TextTracker:
 class GenerationStream:
     """Iterate for `TokenEvent`s; `result` holds the `GenerationResult` once iteration has ended."""
 
-    def __init__(self, events: Iterator[TokenEvent]) -> None:
-        self._events = events
+    def __init__(self, run: Callable[[GenerationStream], Iterator[TokenEvent]]) -> None:
         self.result: GenerationResult | None = None
+        self._events = run(self)  # a generator: nothing runs until the first next()
 
     def __iter__(self) -> Iterator[TokenEvent]:
         return self._events
@@ -212,9 +216,7 @@ class Generator:
         suppress = [self.tokenizer.unk_id] if self.tokenizer.unk_id is not None else []
         chain = ProcessorChain(opts.temperature, opts.top_k, opts.top_p, opts.repetition_penalty, suppress)
         seed = opts.seed if opts.seed is not None else int.from_bytes(os.urandom(8), "little") % DRAWN_SEED_LIMIT
-        stream = GenerationStream(iter(()))
-        stream._events = self._run(prompt, opts, chain, seed, stream)
-        return stream
+        return GenerationStream(lambda stream: self._run(prompt, opts, chain, seed, stream))
 
     def _run(self, prompt: str, opts: GenerationOptions, chain: ProcessorChain, seed: int, stream: GenerationStream):
         started = time.perf_counter()
@@ -250,7 +252,7 @@ class Generator:
                     elif last_step:
                         reason = "length"
                     if reason == "eos":
-                        text, stopped = trackers[b]._emit_until(len(trackers[b].raw)), False
+                        text, stopped = trackers[b].flush(), False
                     else:
                         text, stopped = trackers[b].push(token_id, last=reason is not None)
                     if stopped:

@@ -99,9 +99,9 @@ class TopP:
         if self.top_p >= 1.0:
             return logits
         sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
-        cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
+        probs = sorted_logits.softmax(dim=-1)
         # drop a token when the ones before it already reach p; the most likely token always stays
-        drop = (cumulative - sorted_logits.softmax(dim=-1)) >= self.top_p
+        drop = (probs.cumsum(dim=-1) - probs) >= self.top_p
         drop[:, 0] = False
         return logits.masked_fill(drop.scatter(1, order, drop), float("-inf"))
 

@@ -15,6 +15,8 @@ import numpy as np
 from tokenizers import Regex, decoders, models, normalizers, pre_tokenizers, trainers
 from tokenizers import Tokenizer as HFTokenizer
 
+from lm.atomic import atomic_write_text
+
 TOKENIZER_KINDS = ("char", "word", "bpe")
 UNK = "<unk>"
 EOS = "<eos>"
@@ -96,8 +98,6 @@ class Tokenizer:
         return self.decode([token_id])
 
     def save(self, path: str | os.PathLike) -> None:
-        from lm.atomic import atomic_write_text
-
         atomic_write_text(path, self.hf.to_str(pretty=False))
 
     def to_str(self) -> str:
