@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.app.request_fields import REQUEST_FIELDS
 from tests.app.sse import sse_events
 
 TYPES = {"object": dict, "array": list, "string": str, "boolean": bool, "null": type(None)}
@@ -62,22 +63,7 @@ def test_document_shape(doc, app):
     assert "text/event-stream" in responses["200"]["content"]
     request = doc["components"]["schemas"]["GenerateRequest"]
     assert request["additionalProperties"] is False and request["required"] == ["prompt"]
-    assert {
-        "prompt",
-        "max_new_tokens",
-        "max_length",
-        "max_seq_len",
-        "temperature",
-        "top_k",
-        "top_p",
-        "repetition_penalty",
-        "seed",
-        "stop",
-        "num_return_sequences",
-        "model",
-        "details",
-        "stream",
-    } == set(request["properties"])
+    assert set(REQUEST_FIELDS) == set(request["properties"])
     properties = request["properties"]
     assert properties["prompt"]["maxLength"] == app.config["MAX_PROMPT_CHARS"]
     assert properties["model"]["enum"][:2] == ["tiny-gpt", "tiny-lstm"]

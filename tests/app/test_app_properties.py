@@ -8,25 +8,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from app import create_app
+from tests.app.request_fields import LENGTH_ALIASES, REQUEST_FIELDS
 from tests.app.sse import sse_events
 
-FIELDS = [
-    "prompt",
-    "max_new_tokens",
-    "max_length",
-    "max_seq_len",
-    "temperature",
-    "top_k",
-    "top_p",
-    "repetition_penalty",
-    "seed",
-    "stop",
-    "num_return_sequences",
-    "model",
-    "details",
-    "stream",
-]
-ALIASES = ("max_new_tokens", "max_length", "max_seq_len")
+FIELDS = list(REQUEST_FIELDS)
+ALIASES = LENGTH_ALIASES
 
 scalars = (
     st.none()
