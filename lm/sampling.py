@@ -143,5 +143,16 @@ class ProcessorChain:
         """(B, V) -> (B,) token ids: argmax when greedy, else a draw from the softmax."""
         if self.greedy:
             return sampling_logits.argmax(dim=-1)
-        probs = sampling_logits.softmax(dim=-1)
-        return torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(1).to(sampling_logits.device)
+        return sample_rows(sampling_logits.softmax(dim=-1), generator)
+
+
+def sample_rows(probs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """One token id per row of probs (B, V), drawn by inverting the cumulative distribution at a uniform point.
+
+    Exact like torch.multinomial, and at 8 rows several times faster (bench/generation.py spends a decode step's
+    budget here). In float64 the point u * total (u < 1) always falls below the last cumulative sum, and the first
+    sum strictly above it belongs to a token of non-zero probability, so filtered tokens are never drawn.
+    """
+    cdf = probs.detach().cpu().double().cumsum(dim=-1)  # (B, V)
+    points = torch.rand(cdf.shape[0], 1, dtype=torch.float64, generator=generator) * cdf[:, -1:]  # (B, 1)
+    return torch.searchsorted(cdf, points, right=True).squeeze(1).to(probs.device)

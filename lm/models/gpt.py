@@ -190,6 +190,7 @@ class GPT(nn.Module):
         self.lm_head.weight = self.wte.weight  # weight tying: one tensor for both ends
         self.apply(self._init_weights)
         self._rope: torch.Tensor | None = None  # rotary table, grown on demand (not a weight)
+        self._decode_weights: list[tuple[torch.Tensor | None, ...]] | None = None  # see _decode_one
         for name, p in self.named_parameters():
             if name.endswith("proj.weight"):  # GPT-2's scaled init of residual projections
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
@@ -224,6 +225,8 @@ class GPT(nn.Module):
                 raise ValueError(f"sequence of {past + T} tokens exceeds the context length {self.context_length}")
             self._make_room(state, T)
             past = state.length
+        if T == 1 and past > 0 and not self.training:
+            return ModelOutput(logits=self._decode_one(tokens[:, 0], state)[:, None], state=state)
         start = past + (state.offset if state is not None else 0)
         x = self.wte(tokens)  # (B, T, C)
         rope = None
@@ -240,6 +243,47 @@ class GPT(nn.Module):
             state.advance(T)
         logits = self.lm_head(self.ln_f(x))  # (B, T, V)
         return ModelOutput(logits=logits, state=state)
+
+    def train(self, mode: bool = True) -> GPT:
+        self._decode_weights = None  # rebuilt by the next decode step, after training or loading
+        return super().train(mode)
+
+    def _decode_one(self, tokens: torch.Tensor, cache: KVCache) -> torch.Tensor:
+        """tokens (B,) continuing the cached sequences -> logits (B, V), at inference.
+
+        The blocks' computation for one position, written flat on (B, C) rows over a list of each layer's weights.
+        At batch 1 a decode step is a few hundred tiny operations; module calls, submodule look-ups, views and
+        transposes took a third of its time (bench/generation.py). Tests hold this path equal to the full forward.
+        """
+        if self._decode_weights is None:
+            self._decode_weights = [
+                (b.ln_1.weight, b.ln_1.bias, b.attn.qkv.weight, b.attn.qkv.bias, b.attn.proj.weight, b.attn.proj.bias,
+                 b.ln_2.weight, b.ln_2.bias, b.mlp.fc.weight, b.mlp.fc.bias, b.mlp.proj.weight, b.mlp.proj.bias)
+                for b in self.blocks
+            ]
+        B, C, nh = tokens.shape[0], self.config.n_embd, self.config.n_head
+        position = cache.length + cache.offset  # absolute position of the new token
+        x = F.embedding(tokens, self.wte.weight)  # (B, C)
+        rope = None
+        if self.wpe is not None:
+            x = x + self.wpe.weight[cache.length]
+        else:
+            rope = self._rotary(position + 1, tokens.device)[position]  # (hs/2,)
+        cache.make_room(1)
+        for layer, (ln1_w, ln1_b, qkv_w, qkv_b, attn_w, attn_b, ln2_w, ln2_b, fc_w, fc_b, mlp_w, mlp_b) in enumerate(
+            self._decode_weights
+        ):
+            qkv = F.linear(F.layer_norm(x, (C,), ln1_w, ln1_b), qkv_w, qkv_b).view(B, 3, nh, C // nh)
+            if rope is not None:
+                q, k = apply_rotary(qkv[:, :2], rope).unbind(1)  # (B, nh, hs) each
+            else:
+                q, k = qkv[:, 0], qkv[:, 1]
+            keys, values = cache.store(layer, k[:, :, None], qkv[:, 2, :, None])  # (B, nh, L, hs)
+            y = F.scaled_dot_product_attention(q[:, :, None], keys, values)  # (B, nh, 1, hs)
+            x = x + F.linear(y.view(B, C), attn_w, attn_b)
+            x = x + F.linear(F.gelu(F.linear(F.layer_norm(x, (C,), ln2_w, ln2_b), fc_w, fc_b)), mlp_w, mlp_b)
+        cache.advance(1)
+        return F.linear(F.layer_norm(x, (C,), self.ln_f.weight, self.ln_f.bias), self.wte.weight)
 
     def _rotary(self, length: int, device: torch.device) -> torch.Tensor:
         if self._rope is None or self._rope.shape[0] < length or self._rope.device != device:

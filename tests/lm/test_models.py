@@ -4,7 +4,9 @@ import torch.nn.functional as F
 
 from lm.models import build_model, config_from_dict
 
-from .conftest import tiny_model
+from .conftest import TINY, tiny_model
+
+TINY_GPT = TINY["gpt"]
 
 V = 30
 
@@ -78,7 +80,7 @@ def test_weight_tying_shares_one_tensor(model_type):
 
 
 @pytest.mark.parametrize("model_type,extra", [("gpt", {"positions": "rotary"}), ("gpt", {"positions": "learned"}),
-                                              ("lstm", {})])
+                                              ("gpt", {"bias": True}), ("lstm", {})])
 def test_incremental_logits_equal_full_recompute(model_type, extra):
     model = tiny_model(model_type, V, **extra).eval()
     tokens = torch.randint(0, V, (2, 30))
@@ -93,6 +95,31 @@ def test_incremental_logits_equal_full_recompute(model_type, extra):
             state = step.state
             pieces.append(step.logits)
     assert torch.allclose(torch.cat(pieces, dim=1), full, atol=1e-4)
+
+
+def test_gpt_decode_step_follows_new_weights():
+    """The one-token decode path keeps a list of the weights; loading others or training must not leave it stale."""
+    model, other = tiny_model("gpt", V).eval(), build_model("gpt", {"vocab_size": V, **TINY_GPT}).eval()
+    tokens = torch.randint(0, V, (1, 6))
+
+    def last_step_logits(m):
+        state = m.init_state(1)
+        with torch.no_grad():
+            m(tokens[:, :5], state)
+            return m(tokens[:, 5:], state).logits[0, -1]
+
+    last_step_logits(model)  # builds the decode path's weight list
+    model.load_state_dict(other.state_dict())
+    with torch.no_grad():
+        expected = other(tokens).logits[0, -1]
+    assert torch.allclose(last_step_logits(model), expected, atol=1e-5)
+    model.train()
+    with torch.no_grad():
+        model.blocks[0].mlp.fc.weight = torch.nn.Parameter(torch.zeros_like(model.blocks[0].mlp.fc.weight))
+    model.eval()
+    with torch.no_grad():
+        expected = model(tokens).logits[0, -1]
+    assert torch.allclose(last_step_logits(model), expected, atol=1e-5)
 
 
 def test_gpt_rotary_cache_slides_past_the_context():
