@@ -234,12 +234,14 @@ class Generator:
             logits = output.logits[:, -1]  # (B, V)
             active = list(range(batch))
             for step in range(opts.max_new_tokens):
+                # each tensor operation here costs microseconds, several times its cost in isolation because the
+                # model step has just flushed the CPU caches: this loop keeps to a dozen of them per step
                 view, sampling = chain(logits, history)
-                next_ids = chain.choose_next(sampling, rng)  # (B,)
+                next_ids = chain.choose_next(sampling, rng)  # (B, 1)
                 log_probs = view.log_softmax(dim=-1)
                 # one conversion per step, not one tensor index per sequence: it adds up at batch 8
-                chosen_ids = next_ids.tolist()
-                chosen_logprobs = log_probs.gather(1, next_ids[:, None]).squeeze(1).tolist()
+                chosen_ids = next_ids.view(-1).tolist()
+                chosen_logprobs = log_probs.gather(1, next_ids).view(-1).tolist()
                 out_of_time = opts.time_limit is not None and time.perf_counter() - started >= opts.time_limit
                 last_step = step == opts.max_new_tokens - 1
                 for b in list(active):
@@ -268,8 +270,8 @@ class Generator:
                     yield event
                 if not active:
                     break
-                history = torch.cat([history, next_ids[:, None]], dim=1)
-                output = self.model(next_ids[:, None], self._room_for_one(state, history))
+                history = torch.cat([history, next_ids], dim=1)
+                output = self.model(next_ids, self._room_for_one(state, history))
                 state, logits = output.state, output.logits[:, -1]
         stream.result = GenerationResult(choices, len(prompt_ids), seed, time.perf_counter() - started)
 

@@ -131,7 +131,8 @@ class ProcessorChain:
 
     def __call__(self, logits: torch.Tensor, history: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, V) logits -> (view logits, sampling logits)."""
-        logits = logits.float()
+        if logits.dtype != torch.float32:
+            logits = logits.float()
         for step in self.shaping:
             logits = step(logits, history)
         view = logits
@@ -140,19 +141,24 @@ class ProcessorChain:
         return view, logits
 
     def choose_next(self, sampling_logits: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        """(B, V) -> (B,) token ids: argmax when greedy, else a draw from the softmax."""
+        """(B, V) -> (B, 1) token ids, a column ready to feed back to the model: argmax when greedy, else a draw
+        from the softmax."""
         if self.greedy:
-            return sampling_logits.argmax(dim=-1)
+            return sampling_logits.argmax(dim=-1, keepdim=True)
         return sample_rows(sampling_logits.softmax(dim=-1), generator)
 
 
 def sample_rows(probs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """One token id per row of probs (B, V), drawn by inverting the cumulative distribution at a uniform point.
+    """One token id per row of probs (B, V) -> (B, 1), drawn by inverting the cumulative distribution at a uniform
+    point.
 
-    Exact like torch.multinomial, and at 8 rows several times faster (bench/generation.py spends a decode step's
-    budget here). In float64 the point u * total (u < 1) always falls below the last cumulative sum, and the first
-    sum strictly above it belongs to a token of non-zero probability, so filtered tokens are never drawn.
+    Exact like torch.multinomial, and several times faster on a few rows, where a decode step has a fraction of a
+    millisecond to spend (bench/generation.py). In float64 the point u * total (u < 1) always falls below the last
+    cumulative sum, and the first sum strictly above it belongs to a token of non-zero probability, so filtered
+    tokens are never drawn.
     """
-    cdf = probs.detach().cpu().double().cumsum(dim=-1)  # (B, V)
-    points = torch.rand(cdf.shape[0], 1, dtype=torch.float64, generator=generator) * cdf[:, -1:]  # (B, 1)
-    return torch.searchsorted(cdf, points, right=True).squeeze(1).to(probs.device)
+    device = probs.device
+    cdf = probs.cpu().cumsum(dim=-1, dtype=torch.float64)  # (B, V); the generator lives on the CPU
+    points = torch.rand(cdf.shape[0], 1, dtype=torch.float64, generator=generator).mul_(cdf[:, -1:])  # (B, 1)
+    ids = torch.searchsorted(cdf, points, right=True)
+    return ids if device.type == "cpu" else ids.to(device)

@@ -119,6 +119,17 @@ def _dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     return F.dropout(x, p, training=True) if training and p > 0 else x
 
 
+def _affine(x: torch.Tensor, weight_t: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """x @ weight_t + bias, for 2-D x and a pre-transposed weight (the decode step's linear layers)."""
+    return torch.mm(x, weight_t) if bias is None else torch.addmm(bias, x, weight_t)
+
+
+def _residual_affine(residual, x, weight_t, bias) -> torch.Tensor:
+    """residual + x @ weight_t + bias in one `addmm` when there is no bias."""
+    out = torch.addmm(residual, x, weight_t)
+    return out if bias is None else out + bias
+
+
 class CausalSelfAttention(nn.Module):
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
@@ -225,7 +236,7 @@ class GPT(nn.Module):
                 raise ValueError(f"sequence of {past + T} tokens exceeds the context length {self.context_length}")
             self._make_room(state, T)
             past = state.length
-        if T == 1 and past > 0 and not self.training:
+        if T == 1 and past > 0 and not self.training and not torch.is_grad_enabled():
             return ModelOutput(logits=self._decode_one(tokens[:, 0], state)[:, None], state=state)
         start = past + (state.offset if state is not None else 0)
         x = self.wte(tokens)  # (B, T, C)
@@ -249,19 +260,22 @@ class GPT(nn.Module):
         return super().train(mode)
 
     def _decode_one(self, tokens: torch.Tensor, cache: KVCache) -> torch.Tensor:
-        """tokens (B,) continuing the cached sequences -> logits (B, V), at inference.
+        """tokens (B,) continuing the cached sequences -> logits (B, V), for inference without autograd.
 
-        The blocks' computation for one position, written flat on (B, C) rows over a list of each layer's weights.
-        At batch 1 a decode step is a few hundred tiny operations; module calls, submodule look-ups, views and
-        transposes took a third of its time (bench/generation.py). Tests hold this path equal to the full forward.
+        The blocks' computation for one position, written flat on (B, C) rows over a list of each layer's weights
+        (matrices transposed once, so residual additions fold into `addmm`). At batch 1 a decode step is a few
+        hundred tiny operations, each costing microseconds; module calls, submodule look-ups, views and transposes
+        took a third of its time (bench/generation.py). Tests hold this path equal to the full forward.
         """
         if self._decode_weights is None:
             self._decode_weights = [
-                (b.ln_1.weight, b.ln_1.bias, b.attn.qkv.weight, b.attn.qkv.bias, b.attn.proj.weight, b.attn.proj.bias,
-                 b.ln_2.weight, b.ln_2.bias, b.mlp.fc.weight, b.mlp.fc.bias, b.mlp.proj.weight, b.mlp.proj.bias)
+                (b.ln_1.weight, b.ln_1.bias, b.attn.qkv.weight.t(), b.attn.qkv.bias, b.attn.proj.weight.t(),
+                 b.attn.proj.bias, b.ln_2.weight, b.ln_2.bias, b.mlp.fc.weight.t(), b.mlp.fc.bias,
+                 b.mlp.proj.weight.t(), b.mlp.proj.bias)
                 for b in self.blocks
             ]
         B, C, nh = tokens.shape[0], self.config.n_embd, self.config.n_head
+        hs = C // nh
         position = cache.length + cache.offset  # absolute position of the new token
         x = F.embedding(tokens, self.wte.weight)  # (B, C)
         rope = None
@@ -270,18 +284,19 @@ class GPT(nn.Module):
         else:
             rope = self._rotary(position + 1, tokens.device)[position]  # (hs/2,)
         cache.make_room(1)
-        for layer, (ln1_w, ln1_b, qkv_w, qkv_b, attn_w, attn_b, ln2_w, ln2_b, fc_w, fc_b, mlp_w, mlp_b) in enumerate(
+        for layer, (ln1_w, ln1_b, qkv_wt, qkv_b, attn_wt, attn_b, ln2_w, ln2_b, fc_wt, fc_b, mlp_wt, mlp_b) in enumerate(
             self._decode_weights
         ):
-            qkv = F.linear(F.layer_norm(x, (C,), ln1_w, ln1_b), qkv_w, qkv_b).view(B, 3, nh, C // nh)
-            if rope is not None:
-                q, k = apply_rotary(qkv[:, :2], rope).unbind(1)  # (B, nh, hs) each
-            else:
-                q, k = qkv[:, 0], qkv[:, 1]
-            keys, values = cache.store(layer, k[:, :, None], qkv[:, 2, :, None])  # (B, nh, L, hs)
-            y = F.scaled_dot_product_attention(q[:, :, None], keys, values)  # (B, nh, 1, hs)
-            x = x + F.linear(y.view(B, C), attn_w, attn_b)
-            x = x + F.linear(F.gelu(F.linear(F.layer_norm(x, (C,), ln2_w, ln2_b), fc_w, fc_b)), mlp_w, mlp_b)
+            qkv = _affine(F.layer_norm(x, (C,), ln1_w, ln1_b), qkv_wt, qkv_b)  # (B, 3C)
+            qk = qkv[:, : 2 * C]
+            if rope is not None:  # q and k as complex pairs (B, 2, nh, hs/2), rotated together
+                qk = torch.view_as_real(torch.view_as_complex(qk.view(B, 2, nh, hs // 2, 2)) * rope)
+            qk = qk.view(B, 2, nh, 1, hs)
+            keys, values = cache.store(layer, qk[:, 1], qkv[:, 2 * C :].view(B, nh, 1, hs))  # (B, nh, L, hs)
+            y = F.scaled_dot_product_attention(qk[:, 0], keys, values)  # (B, nh, 1, hs)
+            x = _residual_affine(x, y.view(B, C), attn_wt, attn_b)
+            h = F.gelu(_affine(F.layer_norm(x, (C,), ln2_w, ln2_b), fc_wt, fc_b))  # (B, 4C)
+            x = _residual_affine(x, h, mlp_wt, mlp_b)
         cache.advance(1)
         return F.linear(F.layer_norm(x, (C,), self.ln_f.weight, self.ln_f.bias), self.wte.weight)
 

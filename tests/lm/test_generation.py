@@ -210,13 +210,13 @@ def test_processors_in_isolation():
     assert kept.tolist() == [[True, True, False, False]] and probs[0] < 0.7
     chain = ProcessorChain(temperature=0, suppress_ids=[0])
     view, sampling = chain(logits.clone(), history)
-    assert chain.choose_next(sampling, None).tolist() == [1]
+    assert chain.choose_next(sampling, None).tolist() == [[1]]
 
 
 def test_sample_rows_draws_each_token_at_its_probability_and_never_a_filtered_one():
     probs = torch.tensor([[0.0, 0.5, 0.0, 0.3, 0.2, 0.0], [0.0, 0.0, 0.0, 0.0, 0.0, 1.0]])
     generator = torch.Generator().manual_seed(0)
-    draws = torch.stack([sample_rows(probs, generator) for _ in range(20_000)])  # (N, 2)
+    draws = torch.cat([sample_rows(probs, generator).T for _ in range(20_000)])  # (N, 2)
     counts = torch.bincount(draws[:, 0], minlength=6) / len(draws)
     assert counts[[0, 2, 5]].tolist() == [0.0, 0.0, 0.0]
     assert torch.allclose(counts[[1, 3, 4]], torch.tensor([0.5, 0.3, 0.2]), atol=0.015)
