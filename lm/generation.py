@@ -107,27 +107,22 @@ def _int_at_least(name: str, value: Any, low: int) -> None:
 
 
 class _TextTracker:
-    """Turns one sequence's token ids into visible text: incremental decoding (a token's text may depend on its
-    neighbours, and byte-level tokens can end mid-character) and stop strings that may span tokens."""
+    """Turns one sequence's token ids into visible text: incremental decoding (see `StreamDecoder`) and stop
+    strings that may span tokens, held back until they can no longer begin one."""
 
     def __init__(self, tokenizer: Tokenizer, stop: Sequence[str]) -> None:
-        self.tokenizer = tokenizer
+        self.decoder = tokenizer.stream_decoder()
         self.stop = list(stop)
-        self.ids: list[int] = []
-        self.prefix_offset = 0  # decoding restarts here, so a token sees its left neighbour
-        self.read_offset = 0  # text up to here is already in `raw`
+        self.longest_stop = max((len(s) for s in self.stop), default=0)
         self.raw = ""  # everything decoded so far
         self.emitted = 0  # characters of `raw` handed out in events
 
     def push(self, token_id: int, last: bool) -> tuple[str, bool]:
         """Add a token; returns (text to emit now, whether a stop string was reached)."""
-        self.ids.append(token_id)
-        before = self.tokenizer.decode(self.ids[self.prefix_offset : self.read_offset])
-        after = self.tokenizer.decode(self.ids[self.prefix_offset :])
-        if len(after) > len(before) and not after.endswith("\ufffd"):
-            search_from = max(0, len(self.raw) - max((len(s) for s in self.stop), default=0))
-            self.raw += after[len(before) :]
-            self.prefix_offset, self.read_offset = self.read_offset, len(self.ids)
+        piece = self.decoder.step(token_id)
+        if piece:
+            search_from = max(0, len(self.raw) - self.longest_stop)
+            self.raw += piece
             hits = [i for i in (self.raw.find(s, search_from) for s in self.stop) if i >= 0]
             if hits:
                 end = min(hits)

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Regex, decoders, models, normalizers, pre_tokenizers, trainers
 from tokenizers import Tokenizer as HFTokenizer
+from tokenizers.decoders import DecodeStream
 
 from lm.atomic import atomic_write_text
 
@@ -97,6 +98,10 @@ class Tokenizer:
             return "\n" if token_id == self.eos_id else (self.hf.id_to_token(int(token_id)) or "")
         return self.decode([token_id])
 
+    def stream_decoder(self) -> StreamDecoder:
+        """A fresh incremental decoder for one sequence of generated token ids."""
+        return StreamDecoder(self)
+
     def save(self, path: str | os.PathLike) -> None:
         atomic_write_text(path, self.hf.to_str(pretty=False))
 
@@ -111,6 +116,30 @@ class Tokenizer:
     @classmethod
     def from_file(cls, path: str | os.PathLike) -> Tokenizer:
         return cls.from_str(Path(path).read_text(encoding="utf-8"))
+
+
+class StreamDecoder:
+    """Text for token ids that arrive one at a time. A token's text can depend on its left neighbour (word spacing)
+    and a byte-level token can end inside a character, so `step` returns the text that has become final, often ""
+    while a character is incomplete. Char and BPE use the `tokenizers` library's own DecodeStream."""
+
+    def __init__(self, tokenizer: Tokenizer) -> None:
+        self.tokenizer = tokenizer
+        self._native = DecodeStream(skip_special_tokens=False) if tokenizer.kind != "word" else None
+        self._ids: list[int] = []
+        self._prefix_offset = 0  # decoding restarts here, so a token sees its left neighbour
+        self._read_offset = 0  # text up to here has been returned
+
+    def step(self, token_id: int) -> str:
+        if self._native is not None:
+            return self._native.step(self.tokenizer.hf, token_id) or ""
+        self._ids.append(token_id)
+        before = self.tokenizer.decode(self._ids[self._prefix_offset : self._read_offset])
+        after = self.tokenizer.decode(self._ids[self._prefix_offset :])
+        if len(after) <= len(before):
+            return ""
+        self._prefix_offset, self._read_offset = self._read_offset, len(self._ids)
+        return after[len(before) :]
 
 
 def _detect_kind(spec: dict) -> str:

@@ -123,8 +123,11 @@ class _FixedTokenizer:
     def __init__(self, pieces):
         self.pieces = pieces
 
-    def decode(self, ids):
-        return "".join(self.pieces[i] for i in ids)
+    def stream_decoder(self):
+        return self
+
+    def step(self, token_id):
+        return self.pieces[token_id]
 
 
 @pytest.mark.parametrize(

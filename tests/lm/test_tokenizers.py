@@ -56,3 +56,15 @@ def test_bad_arguments_raise_value_error(corpus):
         train_tokenizer("bpe", corpus, vocab_size=100)
     with pytest.raises(ValueError, match="min_freq"):
         train_tokenizer("word", corpus, min_freq=0)
+
+
+@pytest.mark.parametrize("kind,size", [("char", None), ("word", None), ("bpe", 300)])
+def test_stream_decoder_steps_add_up_to_the_decoded_text(corpus, kind, size):
+    tokenizer = train_tokenizer(kind, corpus + SAMPLES[3], vocab_size=size)
+    for text in SAMPLES[:4] + ["ROMEO: (aside) Is it so? Then, 'tis well.\n" * 3]:
+        ids = tokenizer.encode(text)
+        decoder = tokenizer.stream_decoder()
+        pieces = [decoder.step(i) for i in ids]
+        assert "".join(pieces) == tokenizer.decode(ids)
+        if kind == "bpe" and "🙂" in text:
+            assert "" in pieces  # a character split over byte tokens waits for its last byte
