@@ -230,7 +230,7 @@ class Generator:
             active = list(range(batch))
             for step in range(opts.max_new_tokens):
                 # each tensor operation here costs microseconds, several times its cost in isolation because the
-                # model step has just flushed the CPU caches: this loop keeps to a dozen of them per step
+                # model step has just flushed the CPU caches: keep them few (docs/benchmarks.md)
                 view, sampling = chain(logits, history)
                 next_ids = chain.choose_next(sampling, rng)  # (B, 1)
                 log_probs = view.log_softmax(dim=-1)

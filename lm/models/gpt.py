@@ -124,7 +124,9 @@ def _affine(x: torch.Tensor, weight_t: torch.Tensor, bias: torch.Tensor | None) 
     return torch.mm(x, weight_t) if bias is None else torch.addmm(bias, x, weight_t)
 
 
-def _residual_affine(residual, x, weight_t, bias) -> torch.Tensor:
+def _residual_affine(
+    residual: torch.Tensor, x: torch.Tensor, weight_t: torch.Tensor, bias: torch.Tensor | None
+) -> torch.Tensor:
     """residual + x @ weight_t + bias in one `addmm` when there is no bias."""
     out = torch.addmm(residual, x, weight_t)
     return out if bias is None else out + bias
