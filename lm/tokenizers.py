@@ -100,7 +100,7 @@ class Tokenizer:
 
     def stream_decoder(self) -> StreamDecoder:
         """A fresh incremental decoder for one sequence of generated token ids."""
-        return StreamDecoder(self)
+        return _WordStreamDecoder(self) if self.kind == "word" else StreamDecoder(self)
 
     def save(self, path: str | os.PathLike) -> None:
         atomic_write_text(path, self.hf.to_str(pretty=False))
@@ -119,20 +119,29 @@ class Tokenizer:
 
 
 class StreamDecoder:
-    """Text for token ids that arrive one at a time. A token's text can depend on its left neighbour (word spacing)
-    and a byte-level token can end inside a character, so `step` returns the text that has become final, often ""
-    while a character is incomplete. Char and BPE use the `tokenizers` library's own DecodeStream."""
+    """Text for token ids that arrive one at a time. A byte-level token can end inside a character, so `step`
+    returns the text that has become final, often "" while a character is incomplete. Char and BPE use the
+    `tokenizers` library's own DecodeStream; word spacing needs `_WordStreamDecoder`."""
+
+    def __init__(self, tokenizer: Tokenizer) -> None:
+        self._hf = tokenizer.hf
+        self._stream = DecodeStream(skip_special_tokens=False)
+
+    def step(self, token_id: int) -> str:
+        return self._stream.step(self._hf, token_id) or ""
+
+
+class _WordStreamDecoder(StreamDecoder):
+    """A word's text depends on its left neighbour (no space before punctuation): each step decodes the new token
+    with the one before it and returns what it adds."""
 
     def __init__(self, tokenizer: Tokenizer) -> None:
         self.tokenizer = tokenizer
-        self._native = DecodeStream(skip_special_tokens=False) if tokenizer.kind != "word" else None
         self._ids: list[int] = []
         self._prefix_offset = 0  # decoding restarts here, so a token sees its left neighbour
         self._read_offset = 0  # text up to here has been returned
 
     def step(self, token_id: int) -> str:
-        if self._native is not None:
-            return self._native.step(self.tokenizer.hf, token_id) or ""
         self._ids.append(token_id)
         before = self.tokenizer.decode(self._ids[self._prefix_offset : self._read_offset])
         after = self.tokenizer.decode(self._ids[self._prefix_offset :])

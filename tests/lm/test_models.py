@@ -6,8 +6,6 @@ from lm.models import build_model, config_from_dict
 
 from .conftest import TINY, tiny_model
 
-TINY_GPT = TINY["gpt"]
-
 V = 30
 
 
@@ -99,7 +97,7 @@ def test_incremental_logits_equal_full_recompute(model_type, extra):
 
 def test_gpt_decode_step_follows_new_weights():
     """The one-token decode path keeps a list of the weights; loading others or training must not leave it stale."""
-    model, other = tiny_model("gpt", V).eval(), build_model("gpt", {"vocab_size": V, **TINY_GPT}).eval()
+    model, other = tiny_model("gpt", V).eval(), build_model("gpt", {"vocab_size": V, **TINY["gpt"]}).eval()
     tokens = torch.randint(0, V, (1, 6))
 
     def last_step_logits(m):
