@@ -40,8 +40,12 @@ def setup(device_kind: str) -> DistInfo:
     return info
 
 
-def teardown(info: DistInfo) -> None:
+def teardown(info: DistInfo, wait_for_others: bool = True) -> None:
+    """Leave the process group; with `wait_for_others`, only once every process has got here, so none exits
+    while another still talks to it (rank 0 saves the final checkpoint while the others are done)."""
     if info.enabled and dist.is_initialized():
+        if wait_for_others:
+            dist.barrier()
         dist.destroy_process_group()
 
 

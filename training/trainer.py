@@ -9,6 +9,7 @@ on Ctrl-C. Batches are a function of (seed, step), so a resumed run sees the dat
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import random
@@ -177,6 +178,28 @@ class Trainer:
 
     # ---------------------------------------------------------------- the loop
     def run(self) -> TrainResult:
+        try:
+            stop_reason = self._loop()
+            self._finish(stop_reason)
+        except BaseException:
+            self._leave_process_group(together=False)  # the others may be stuck in a collective: do not wait
+            raise
+        self._leave_process_group(together=True)
+        return TrainResult(self.output, self.step, self.best_val_loss, self._bpc(self.best_val_loss), stop_reason,
+                           self.unigram)
+
+    def _leave_process_group(self, together: bool) -> None:
+        """Drop the DDP wrapper, then the process group. Left for the interpreter's exit, DDP (kept alive by
+        reference cycles) takes gloo's threads down mid-finalization and the process aborts
+        ("terminate called without an active exception"), failing a finished run."""
+        if not self.dist.enabled:
+            return
+        self.train_model = self.model
+        gc.collect()
+        distributed.teardown(self.dist, wait_for_others=together)
+
+    def _loop(self) -> str:
+        """Train until max_steps, max_time or early stopping; the reason it stopped."""
         t = self.cfg.training
         main = self.dist.is_main
         if main:
@@ -232,10 +255,7 @@ class Trainer:
                 tracker.close()
             if previous_handler is not None:
                 signal.signal(signal.SIGINT, previous_handler)
-        self._finish(stop_reason)
-        distributed.teardown(self.dist)
-        return TrainResult(self.output, self.step, self.best_val_loss, self._bpc(self.best_val_loss), stop_reason,
-                           self.unigram)
+        return stop_reason
 
     def _on_sigint(self, signum, frame) -> None:
         if self._interrupted:  # a second Ctrl-C: the user really wants out
