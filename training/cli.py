@@ -252,7 +252,8 @@ def main(argv: list[str] | None = None) -> int:
         from training.trainer import Interrupted
 
         if isinstance(exc, Interrupted):
-            print(str(exc), file=sys.stderr)
+            if str(exc):  # empty on the other processes of a torchrun run: rank 0 speaks for them
+                print(str(exc), file=sys.stderr)
             return EXIT_INTERRUPTED
         if isinstance(exc, (ValueError, OSError, RuntimeError)):
             print(f"error: {_one_line(exc)}", file=sys.stderr)

@@ -63,10 +63,11 @@ def all_reduce_sum(info: DistInfo, values: list[float], device) -> list[float]:
     return tensor.tolist()
 
 
-def broadcast_code(info: DistInfo, code: int, device) -> int:
-    """Rank 0's decision (go on, out of time, interrupted) for every process, so they all act on it together."""
+def most_urgent_code(info: DistInfo, code: int, device) -> int:
+    """The largest of the processes' codes (go on < out of time < interrupted), so they all act on it together,
+    whichever of them was interrupted or ran out of time."""
     if not info.enabled:
         return code
     tensor = torch.tensor([code], device=device)
-    dist.broadcast(tensor, src=0)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
     return int(tensor.item())

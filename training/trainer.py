@@ -181,6 +181,9 @@ class Trainer:
         try:
             stop_reason = self._loop()
             self._finish(stop_reason)
+        except Interrupted:  # every process agreed to stop here; rank 0 may still be saving the state
+            self._leave_process_group(together=True)
+            raise
         except BaseException:
             self._leave_process_group(together=False)  # the others may be stuck in a collective: do not wait
             raise
@@ -211,7 +214,7 @@ class Trainer:
                 (self.output / METRICS_FILE).unlink(missing_ok=True)
                 shutil.rmtree(resume.resume_dir(self.output), ignore_errors=True)
         self.trackers = open_trackers(t.loggers, self.output, self.cfg.to_dict(), self.cfg.name) if main else []
-        previous_handler = signal.signal(signal.SIGINT, self._on_sigint) if main else None
+        previous_handler = signal.signal(signal.SIGINT, self._on_sigint)
         bar = tqdm(total=t.max_steps, initial=self.step, disable=not (main and self.opts.progress),
                    dynamic_ncols=True, file=sys.stderr, desc=self.cfg.name or "train")
         self.train_model.train()
@@ -236,10 +239,11 @@ class Trainer:
                                     tok_s=f"{rate:,.0f}", refresh=False)
                 bar.update(1)
                 code = _INTERRUPTED if self._interrupted else _OUT_OF_TIME if out_of_time else _GO_ON
-                code = distributed.broadcast_code(self.dist, code, self.device)
+                code = distributed.most_urgent_code(self.dist, code, self.device)
                 if code == _INTERRUPTED:
-                    if main:
-                        self._save_resume()
+                    if not main:
+                        raise Interrupted("")  # rank 0 saves the state and says so, once
+                    self._save_resume()
                     raise Interrupted(f"interrupted at step {self.step}: state saved in "
                                       f"{resume.resume_dir(self.output)}; continue with --resume")
                 if self.step % t.eval_interval == 0 or self.step == t.max_steps or code == _OUT_OF_TIME:
@@ -253,12 +257,13 @@ class Trainer:
             bar.close()
             for tracker in self.trackers:
                 tracker.close()
-            if previous_handler is not None:
-                signal.signal(signal.SIGINT, previous_handler)
+            signal.signal(signal.SIGINT, previous_handler)
         return stop_reason
 
     def _on_sigint(self, signum, frame) -> None:
-        if self._interrupted:  # a second Ctrl-C: the user really wants out
+        # A second Ctrl-C means the user really wants out. Not under torchrun: there every worker gets the
+        # terminal's SIGINT and then the launcher's own, and the launcher kills workers that do not finish in time.
+        if self._interrupted and not self.dist.enabled:
             raise KeyboardInterrupt
         self._interrupted = True
 

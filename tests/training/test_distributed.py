@@ -6,8 +6,10 @@ import gc
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
+import time
 import weakref
 from types import SimpleNamespace
 
@@ -65,3 +67,35 @@ def test_the_ddp_wrapper_is_gone_before_the_process_group(monkeypatch, together)
     monkeypatch.setattr(distributed, "teardown", teardown)
     Trainer._leave_process_group(trainer, together=together)
     assert seen == [(True, together)] and trainer.train_model is model
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_ctrl_c_under_torchrun_saves_the_state_and_resumes(tmp_path):
+    # no validation before the interrupt (eval_interval is large): a resume state can only come from the Ctrl-C
+    config = write_config(tmp_path / "gpt.yaml", tiny_config("gpt", max_steps=100000, eval_interval=100000))
+    out = tmp_path / "ddp"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+               "-m", "training", "train", "--config", str(config), "--output", str(out), "--device", "cpu", "--quiet"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    metrics = out / "metrics.jsonl"
+    deadline = time.monotonic() + 600
+    while not (metrics.is_file() and metrics.read_text().count("\n") >= 2):  # 10 steps logged
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"the run ended or stalled before it could be interrupted: {proc.communicate()[1][-2000:]}")
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)  # a terminal's Ctrl-C reaches torchrun and both workers
+    _, stderr = proc.communicate(timeout=600)
+
+    state = json.loads((out / "resume" / "state.json").read_text())
+    assert state["step"] >= 10
+    assert stderr.count("continue with --resume") == 1, stderr[-3000:]  # rank 0 says it, once
+    assert "Connection closed by peer" not in stderr and "terminate called" not in stderr
+
+    more = subprocess.run(command + ["--resume", "--max-steps", str(state["step"] + 4)],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=800)
+    assert more.returncode == 0, more.stderr[:3000]
+    assert json.loads((out / "config.json").read_text())["training"]["steps"] == state["step"] + 4
