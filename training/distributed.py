@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -71,3 +72,12 @@ def most_urgent_code(info: DistInfo, code: int, device) -> int:
     tensor = torch.tensor([code], device=device)
     dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
     return int(tensor.item())
+
+
+def gather_to_main(info: DistInfo, value: Any) -> list[Any] | None:
+    """Every process's `value` (picklable), in rank order, on rank 0; None on the others."""
+    if not info.enabled:
+        return [value]
+    gathered: list[Any] | None = [None] * info.world_size if info.is_main else None
+    dist.gather_object(value, gathered, dst=0)
+    return gathered

@@ -241,9 +241,9 @@ class Trainer:
                 code = _INTERRUPTED if self._interrupted else _OUT_OF_TIME if out_of_time else _GO_ON
                 code = distributed.most_urgent_code(self.dist, code, self.device)
                 if code == _INTERRUPTED:
-                    if not main:
-                        raise Interrupted("")  # rank 0 saves the state and says so, once
                     self._save_resume()
+                    if not main:
+                        raise Interrupted("")  # rank 0 says so, once
                     raise Interrupted(f"interrupted at step {self.step}: state saved in "
                                       f"{resume.resume_dir(self.output)}; continue with --resume")
                 if self.step % t.eval_interval == 0 or self.step == t.max_steps or code == _OUT_OF_TIME:
@@ -261,9 +261,7 @@ class Trainer:
         return stop_reason
 
     def _on_sigint(self, signum, frame) -> None:
-        # A second Ctrl-C means the user really wants out. Not under torchrun: there every worker gets the
-        # terminal's SIGINT and then the launcher's own, and the launcher kills workers that do not finish in time.
-        if self._interrupted and not self.dist.enabled:
+        if self._interrupted:  # a second Ctrl-C: the user really wants out
             raise KeyboardInterrupt
         self._interrupted = True
 
@@ -384,8 +382,7 @@ class Trainer:
             tqdm.write(f"step {self.step}: validation stopped improving, switching to averaged SGD", file=sys.stderr)
         if t.schedule == "plateau":
             self.plateau.step(val_loss)
-        if self.dist.is_main:
-            self._save_resume()
+        self._save_resume()
         return t.patience is None or self.bad_evals < t.patience
 
     def _metadata(self, finished: bool) -> dict:
@@ -449,15 +446,28 @@ class Trainer:
             tracker.log(row)
 
     # ---------------------------------------------------------------- resume
+    def _process_state(self) -> tuple[dict[str, torch.Tensor], dict]:
+        """What differs between the processes of a torchrun run: random generators, the LSTM's carried state."""
+        tensors, rng_meta = resume.rng_state()
+        if self.lstm_state is not None:
+            for i, (h, c) in enumerate(self.lstm_state):
+                tensors[f"lstm_state.{i}.h"], tensors[f"lstm_state.{i}.c"] = h.cpu(), c.cpu()
+        return tensors, rng_meta
+
     def _save_resume(self) -> None:
+        """Every process calls this (it gathers their own state); rank 0 writes."""
+        processes = distributed.gather_to_main(self.dist, self._process_state())
+        if not self.dist.is_main:
+            return
         tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
         optim_tensors, optim_meta = resume.flatten_optimizer(self.optimizer)
         tensors.update(optim_tensors)
-        rng_tensors, rng_meta = resume.rng_state()
-        tensors.update(rng_tensors)
-        if self.lstm_state is not None:
-            for i, (h, c) in enumerate(self.lstm_state):
-                tensors[f"lstm_state.{i}.h"], tensors[f"lstm_state.{i}.c"] = h, c
+        # rank 0's at the top level (the layout of a one-process run), the others' under "rank<N>."
+        rng_meta = {}
+        for rank, (process_tensors, process_rng) in enumerate(processes):
+            prefix = "" if rank == 0 else f"rank{rank}."
+            tensors.update({prefix + k: v for k, v in process_tensors.items()})
+            rng_meta[prefix + "rng"] = process_rng
         if self.ntasgd is not None and self.ntasgd.active:
             tensors.update({f"averaged.{k}": v for k, v in self.ntasgd.averaged.state_dict().items()})
         if self.best_weights is not None:
@@ -474,7 +484,8 @@ class Trainer:
             "plateau": self.plateau.state_dict(),
             "ntasgd_started_at": self.ntasgd.started_at if self.ntasgd else None,
             "optimizer": optim_meta,
-            "rng": rng_meta,
+            "world_size": self.dist.world_size,
+            **rng_meta,
             "model_type": self.model_type,
             "last_lr": getattr(self, "_last_lr", None),
         }
@@ -503,20 +514,28 @@ class Trainer:
         self.sampler.load_state_dict(meta["sampler"])
         self.plateau.load_state_dict(meta["plateau"])
         self._last_lr = meta.get("last_lr") or self.cfg.training.lr
-        layers = sorted({int(k.split(".")[1]) for k in tensors if k.startswith("lstm_state.")})
-        if layers:
-            self.lstm_state = [(tensors[f"lstm_state.{i}.h"].to(self.device), tensors[f"lstm_state.{i}.c"].to(self.device))
-                               for i in layers]
         if self.ntasgd is not None and meta.get("ntasgd_started_at") is not None:
             self.ntasgd.start(int(meta["ntasgd_started_at"]))
             self.ntasgd.averaged.load_state_dict(resume.prefixed(tensors, "averaged"))
         best = resume.prefixed(tensors, "best")
         self.best_weights = best or None
-        resume.set_rng_state(tensors, meta["rng"])
-        if self.dist.enabled:  # only rank 0's generators were saved; give the other ranks their own streams again
-            torch.manual_seed(self.cfg.training.seed + self.dist.rank + 7919 * self.step)
+        self._restore_process_state(tensors, meta)
         if self.dist.is_main:
             self._reload_metrics()
+
+    def _restore_process_state(self, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+        rank = self.dist.rank
+        if rank > 0 and meta.get("world_size", 1) != self.dist.world_size:
+            # saved by a run with another number of processes: this one's streams start afresh (not bit-exact)
+            self._seed(self.cfg.training.seed + rank + 7919 * self.step)
+            self.lstm_state = None
+            return
+        own = tensors if rank == 0 else resume.prefixed(tensors, f"rank{rank}")
+        resume.set_rng_state(own, meta["rng" if rank == 0 else f"rank{rank}.rng"])
+        layers = sorted({int(k.split(".")[1]) for k in own if k.startswith("lstm_state.")})
+        if layers:
+            self.lstm_state = [(own[f"lstm_state.{i}.h"].to(self.device), own[f"lstm_state.{i}.c"].to(self.device))
+                               for i in layers]
 
     def _reload_metrics(self) -> None:
         """Keep the metrics rows up to the resumed step; later ones were from the lost part of the run."""

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import weakref
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -87,7 +88,7 @@ def test_ctrl_c_under_torchrun_saves_the_state_and_resumes(tmp_path):
             proc.kill()
             pytest.fail(f"the run ended or stalled before it could be interrupted: {proc.communicate()[1][-2000:]}")
         time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGINT)  # a terminal's Ctrl-C reaches torchrun and both workers
+    os.killpg(proc.pid, signal.SIGINT)  # a terminal's Ctrl-C: torchrun gets it and passes it on to the workers
     _, stderr = proc.communicate(timeout=600)
 
     state = json.loads((out / "resume" / "state.json").read_text())
@@ -99,3 +100,47 @@ def test_ctrl_c_under_torchrun_saves_the_state_and_resumes(tmp_path):
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=800)
     assert more.returncode == 0, more.stderr[:3000]
     assert json.loads((out / "config.json").read_text())["training"]["steps"] == state["step"] + 4
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_a_killed_torchrun_run_resumes_as_if_never_stopped(tmp_path):
+    # the LSTM with dropout carries per-process state: each rank's generators and hidden state must come back
+    config = write_config(tmp_path / "lstm.yaml", tiny_config("lstm", max_steps=40, eval_interval=10))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+    def command(out, *extra):
+        return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "training",
+                "train", "--config", str(config), "--output", str(out), "--device", "cpu", "--quiet", *extra]
+
+    straight = subprocess.run(command(tmp_path / "straight"), cwd=ROOT, env=env, capture_output=True, text=True,
+                              timeout=800)
+    assert straight.returncode == 0, straight.stderr[:3000]
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(command(killed), cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    state = killed / "resume" / "state.json"
+    deadline = time.monotonic() + 600
+    while not (state.is_file() and json.loads(state.read_text() or "{}").get("step", 0) >= 10):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail("the run ended or stalled before it could be killed")
+        time.sleep(0.02)
+    # a crash takes everything down at once: torchrun and its workers (each in a session of its own)
+    workers = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+    for pid in [proc.pid, *map(int, workers)]:
+        os.kill(pid, signal.SIGKILL)
+    proc.wait()
+    assert 10 <= json.loads(state.read_text())["step"] < 40
+
+    resumed = subprocess.run(command(killed, "--resume"), cwd=ROOT, env=env, capture_output=True, text=True,
+                             timeout=800)
+    assert resumed.returncode == 0, resumed.stderr[:3000]
+
+    def validations(out):
+        rows = map(json.loads, (out / "metrics.jsonl").read_text().splitlines())
+        return [row["val_loss"] for row in rows if "val_loss" in row]
+
+    assert len(validations(tmp_path / "straight")) == len(validations(killed)) == 4
+    assert validations(killed) == pytest.approx(validations(tmp_path / "straight"), abs=1e-6)
