@@ -24,4 +24,4 @@ COPY --chown=user:user . .
 USER user
 ENV HOME=/home/user
 EXPOSE 7860
-CMD ["gunicorn", "-c", "gunicorn.conf.py", "app:create_app()"]
+CMD ["gunicorn", "-c", "gunicorn.conf.py"]

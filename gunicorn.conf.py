@@ -1,4 +1,4 @@
-"""gunicorn settings for Linux and the Docker image: `gunicorn -c gunicorn.conf.py "app:create_app()"`.
+"""gunicorn settings for Linux and the Docker image: `gunicorn -c gunicorn.conf.py`.
 
 - gthread workers: a generation is CPU-bound torch work that releases the GIL, and streaming responses hold a
   connection open, so each worker takes several connections on threads.
@@ -46,7 +46,8 @@ def _cores() -> int:
 
 CORES = _cores()
 
-wsgi_app = "app:create_app()"
+# each worker builds the app; a set-up problem stops the server with one line (app/gunicorn_worker.py)
+wsgi_app = "app.gunicorn_worker:create_app_or_stop()"
 bind = [os.environ.get("BIND") or f"{os.environ.get('HOST', '0.0.0.0')}:{_env_int('PORT', 7860, minimum=0)}"]
 worker_class = "gthread"
 # Small models spend much of each token in Python (sampling, decoding text) under the GIL, so processes scale

@@ -1,7 +1,7 @@
 """Scriptorium's web app: a browser playground and a JSON API serving the models under MODEL_DIR.
 
 `create_app(config)` is the factory used by `python app.py` (waitress), by gunicorn
-(`gunicorn -c gunicorn.conf.py "app:create_app()"`) and by the tests. It loads every model once, here, so
+(`gunicorn -c gunicorn.conf.py`, through app/gunicorn_worker.py) and by the tests. It loads every model once, here, so
 under gunicorn each worker loads its own copy after the fork (torch and fork do not mix).
 """
 

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/load.py --clients 16 --duration 60 --max-new-tokens 64
 
-By default it starts the Docker image's command (`gunicorn -c gunicorn.conf.py "app:create_app()"`) on a free
+By default it starts the Docker image's command (`gunicorn -c gunicorn.conf.py`) on a free
 loopback port, with MODEL_DIR from --model-dir (default: models/), and stops it afterwards; --url targets a
 server that is already running (loopback only: this is not a tool for loading other people's machines).
 
@@ -122,7 +122,7 @@ def start_gunicorn(
     env = {**os.environ, "MODEL_DIR": str(model_dir), "PORT": str(port), "HOST": "127.0.0.1", **extra_env}
     if workers:
         env["WEB_CONCURRENCY"] = str(workers)
-    command = [str(gunicorn), "-c", "gunicorn.conf.py", "app:create_app()"]
+    command = [str(gunicorn), "-c", "gunicorn.conf.py"]
     print(
         "server:",
         " ".join(shlex.quote(c) for c in command),

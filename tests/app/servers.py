@@ -14,7 +14,7 @@ import requests
 REPO = Path(__file__).resolve().parents[2]
 GUNICORN = Path(sys.executable).parent / "gunicorn"
 # The Dockerfile's CMD, word for word.
-IMAGE_COMMAND = ["gunicorn", "-c", "gunicorn.conf.py", "app:create_app()"]
+IMAGE_COMMAND = ["gunicorn", "-c", "gunicorn.conf.py"]
 
 
 def free_port() -> int:

@@ -1,6 +1,6 @@
 """The real servers, as subprocesses on loopback: `python app.py` (waitress, what `make run` runs) and
 the Docker
-image's command `gunicorn -c gunicorn.conf.py "app:create_app()"`, spoken to over HTTP."""
+image's command `gunicorn -c gunicorn.conf.py`, spoken to over HTTP."""
 
 from __future__ import annotations
 
@@ -87,13 +87,12 @@ def test_a_client_that_disconnects_frees_its_slot(server_kind, models_dir):
         server.stop()
 
 
-def test_no_usable_model_is_one_clear_line(server_kind, tmp_path):
+@pytest.mark.parametrize("nothing_like_a_model", [False, True])
+def test_no_usable_model_is_one_clear_line(server_kind, tmp_path, nothing_like_a_model):
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "config.json").write_text("{}")
-    if server_kind == "gunicorn":
-        (
-            tmp_path / "broken" / "config.json"
-        ).unlink()  # the master's own check: nothing that looks like a model
+    if nothing_like_a_model:  # under gunicorn, the master's own check before any worker starts
+        (tmp_path / "broken" / "config.json").unlink()
     result = subprocess.run(
         server_command(server_kind),
         cwd=REPO,
