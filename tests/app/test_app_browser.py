@@ -80,6 +80,36 @@ def test_generate_streams_text_into_the_page(server, page):
     assert page.problems == []
 
 
+def _generate_a_few_tokens(server, page) -> str:
+    page.goto(server.url + "/")
+    assert page.is_disabled("#copy")  # nothing to copy yet
+    page.fill("#prompt", "ROMEO:")
+    page.fill("#max_new_tokens", "20")
+    page.click("#generate")
+    page.locator("#stats", has_text="finish").wait_for(timeout=30_000)
+    return page.text_content("#output")
+
+
+def test_copy_puts_prompt_and_generation_on_the_clipboard(server, page):
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server.url)
+    shown = _generate_a_few_tokens(server, page)
+    page.click("#copy")
+    page.locator("#copy", has_text="Copied").wait_for(timeout=5_000)
+    assert page.evaluate("navigator.clipboard.readText()") == shown
+    page.locator("#copy", has_text="Copy").wait_for(timeout=5_000)  # the label comes back
+    assert page.problems == []
+
+
+def test_copy_selects_the_text_when_the_clipboard_is_refused(server, page):
+    # as on plain http at a LAN address, where browsers refuse the clipboard API
+    page.add_init_script("navigator.clipboard.writeText = () => Promise.reject(new Error('refused'))")
+    shown = _generate_a_few_tokens(server, page)
+    page.click("#copy")
+    page.locator("#copy", has_text="Selected").wait_for(timeout=5_000)
+    assert page.evaluate("window.getSelection().toString()") == shown
+    assert page.problems == []
+
+
 def test_a_bad_value_shows_the_servers_message_next_to_the_field(server, page):
     page.goto(server.url + "/")
     page.click("#advanced summary")
