@@ -257,7 +257,8 @@ class Trainer:
             bar.close()
             for tracker in self.trackers:
                 tracker.close()
-            signal.signal(signal.SIGINT, previous_handler)
+            if previous_handler is not None:  # None: the handler was set outside Python and cannot be put back
+                signal.signal(signal.SIGINT, previous_handler)
         return stop_reason
 
     def _on_sigint(self, signum, frame) -> None:

@@ -22,6 +22,21 @@ from training import distributed
 from training.distributed import DistInfo
 from training.trainer import Trainer
 
+ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+
+def torchrun_train(config: Path, out: Path, *extra: str) -> list[str]:
+    """`torchrun --standalone --nproc_per_node=2 -m training train ...` on CPU, as a user launches it."""
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "training",
+            "train", "--config", str(config), "--output", str(out), "--device", "cpu", "--quiet", *extra]
+
+
+def run(command: list[str]) -> subprocess.CompletedProcess:
+    result = subprocess.run(command, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=800)
+    # a worker's own message comes first, torchrun's summary last: show both
+    assert result.returncode == 0, result.stderr[:3000] + "\n[...]\n" + result.stderr[-1500:]
+    return result
+
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["gpt", "lstm"])
@@ -29,14 +44,7 @@ from training.trainer import Trainer
 def test_two_process_gloo_run(tmp_path, kind):
     config = write_config(tmp_path / f"{kind}.yaml", tiny_config(kind, max_steps=12, eval_interval=6))
     out = tmp_path / "ddp"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-         "-m", "training", "train", "--config", str(config), "--output", str(out), "--device", "cpu", "--quiet"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=800,
-    )
-    # a worker's own message comes first, torchrun's summary last: show both
-    assert result.returncode == 0, result.stderr[:3000] + "\n[...]\n" + result.stderr[-1500:]
+    result = run(torchrun_train(config, out))
     assert "terminate called" not in result.stderr
     saved = json.loads((out / "config.json").read_text())
     assert saved["training"]["world_size"] == 2 and saved["training"]["steps"] == 12
@@ -76,11 +84,8 @@ def test_ctrl_c_under_torchrun_saves_the_state_and_resumes(tmp_path):
     # no validation before the interrupt (eval_interval is large): a resume state can only come from the Ctrl-C
     config = write_config(tmp_path / "gpt.yaml", tiny_config("gpt", max_steps=100000, eval_interval=100000))
     out = tmp_path / "ddp"
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-               "-m", "training", "train", "--config", str(config), "--output", str(out), "--device", "cpu", "--quiet"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    proc = subprocess.Popen(torchrun_train(config, out), cwd=ROOT, env=ENV, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
     metrics = out / "metrics.jsonl"
     deadline = time.monotonic() + 600
     while not (metrics.is_file() and metrics.read_text().count("\n") >= 2):  # 10 steps logged
@@ -96,30 +101,21 @@ def test_ctrl_c_under_torchrun_saves_the_state_and_resumes(tmp_path):
     assert stderr.count("continue with --resume") == 1, stderr[-3000:]  # rank 0 says it, once
     assert "Connection closed by peer" not in stderr and "terminate called" not in stderr
 
-    more = subprocess.run(command + ["--resume", "--max-steps", str(state["step"] + 4)],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=800)
-    assert more.returncode == 0, more.stderr[:3000]
+    run(torchrun_train(config, out, "--resume", "--max-steps", str(state["step"] + 4)))
     assert json.loads((out / "config.json").read_text())["training"]["steps"] == state["step"] + 4
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="finds torchrun's workers through Linux's /proc")
 def test_a_killed_torchrun_run_resumes_as_if_never_stopped(tmp_path):
     # the LSTM with dropout carries per-process state: each rank's generators and hidden state must come back
     config = write_config(tmp_path / "lstm.yaml", tiny_config("lstm", max_steps=40, eval_interval=10))
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-
-    def command(out, *extra):
-        return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "training",
-                "train", "--config", str(config), "--output", str(out), "--device", "cpu", "--quiet", *extra]
-
-    straight = subprocess.run(command(tmp_path / "straight"), cwd=ROOT, env=env, capture_output=True, text=True,
-                              timeout=800)
-    assert straight.returncode == 0, straight.stderr[:3000]
+    run(torchrun_train(config, tmp_path / "straight"))
 
     killed = tmp_path / "killed"
-    proc = subprocess.Popen(command(killed), cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    proc = subprocess.Popen(torchrun_train(config, killed), cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
     state = killed / "resume" / "state.json"
     deadline = time.monotonic() + 600
     while not (state.is_file() and json.loads(state.read_text() or "{}").get("step", 0) >= 10):
@@ -134,9 +130,7 @@ def test_a_killed_torchrun_run_resumes_as_if_never_stopped(tmp_path):
     proc.wait()
     assert 10 <= json.loads(state.read_text())["step"] < 40
 
-    resumed = subprocess.run(command(killed, "--resume"), cwd=ROOT, env=env, capture_output=True, text=True,
-                             timeout=800)
-    assert resumed.returncode == 0, resumed.stderr[:3000]
+    run(torchrun_train(config, killed, "--resume"))
 
     def validations(out):
         rows = map(json.loads, (out / "metrics.jsonl").read_text().splitlines())
