@@ -62,14 +62,20 @@ def page(browser):
     context.close()
 
 
-def test_generate_streams_text_into_the_page(server, page):
+def generate(server, page, prompt: str = "ROMEO:", max_new_tokens: int = 20) -> str:
+    """Open the playground, generate to the end; the output as shown."""
     page.goto(server.url + "/")
-    page.fill("#prompt", "ROMEO:")
-    page.fill("#max_new_tokens", "40")
+    assert page.is_disabled("#copy")  # nothing to copy yet
+    page.fill("#prompt", prompt)
+    page.fill("#max_new_tokens", str(max_new_tokens))
     page.click("#generate")
     page.locator("#stats", has_text="finish").wait_for(timeout=30_000)
+    return page.text_content("#output")
+
+
+def test_generate_streams_text_into_the_page(server, page):
+    output = generate(server, page, max_new_tokens=40)
     assert page.locator("#output .tok").count() > 0
-    output = page.text_content("#output")
     assert output.startswith("ROMEO:") and len(output) > len("ROMEO:")
     assert "tokens/s" in page.text_content("#stats")
     page.click("#stats button")  # reuse seed
@@ -80,19 +86,9 @@ def test_generate_streams_text_into_the_page(server, page):
     assert page.problems == []
 
 
-def _generate_a_few_tokens(server, page) -> str:
-    page.goto(server.url + "/")
-    assert page.is_disabled("#copy")  # nothing to copy yet
-    page.fill("#prompt", "ROMEO:")
-    page.fill("#max_new_tokens", "20")
-    page.click("#generate")
-    page.locator("#stats", has_text="finish").wait_for(timeout=30_000)
-    return page.text_content("#output")
-
-
 def test_copy_puts_prompt_and_generation_on_the_clipboard(server, page):
     page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server.url)
-    shown = _generate_a_few_tokens(server, page)
+    shown = generate(server, page)
     page.click("#copy")
     page.locator("#copy", has_text="Copied").wait_for(timeout=5_000)
     assert page.evaluate("navigator.clipboard.readText()") == shown
@@ -103,7 +99,7 @@ def test_copy_puts_prompt_and_generation_on_the_clipboard(server, page):
 def test_copy_selects_the_text_when_the_clipboard_is_refused(server, page):
     # as on plain http at a LAN address, where browsers refuse the clipboard API
     page.add_init_script("navigator.clipboard.writeText = () => Promise.reject(new Error('refused'))")
-    shown = _generate_a_few_tokens(server, page)
+    shown = generate(server, page)
     page.click("#copy")
     page.locator("#copy", has_text="Selected").wait_for(timeout=5_000)
     assert page.evaluate("window.getSelection().toString()") == shown
@@ -123,11 +119,7 @@ def test_a_bad_value_shows_the_servers_message_next_to_the_field(server, page):
 
 
 def test_html_in_the_prompt_is_shown_as_text(server, page, tmp_path):
-    page.goto(server.url + "/")
-    page.fill("#prompt", XSS)
-    page.fill("#max_new_tokens", "10")
-    page.click("#generate")
-    page.locator("#stats", has_text="finish").wait_for(timeout=30_000)
+    generate(server, page, prompt=XSS, max_new_tokens=10)
     assert page.text_content("#output .prompt-text") == XSS
     assert page.locator("#output img").count() == 0
     assert page.problems == []  # no alert() dialog, no script error
