@@ -55,6 +55,13 @@ def validation_loss(model_dir: Path, valid_text: str, stride_fraction: float) ->
     return stats.loss, stats.count
 
 
+def median_utilisation(model_dir: Path) -> float:
+    """The median model FLOPs utilisation of the logged windows (the trainer's `mfu`, metrics.jsonl)."""
+    rows = [json.loads(line) for line in (model_dir / "metrics.jsonl").read_text().splitlines()]
+    values = sorted(row["mfu"] for row in rows if row.get("mfu") is not None)
+    return values[len(values) // 2] if values else float("nan")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("preset", help="a name in configs/ (e.g. shakespeare-gpt-small) or a YAML path")
@@ -91,12 +98,15 @@ def main() -> int:
             "val_bits_per_char": round(bits_per_char(loss, tokens, len(corpus.valid)), 4),
             "valid_characters": len(corpus.valid),
             "hardware": record["hardware"],
+            "precision": record["precision"]["used"],
+            "mfu": round(median_utilisation(output), 4),
         }
         if result.steps and json.loads((output / "config.json").read_text())["model_type"] == "gpt":
             figures["val_loss_half_stride"] = round(validation_loss(output, corpus.valid, 0.5)[0], 4)
     command = "python bench/train_budget.py " + shlex.join(sys.argv[1:])
     print(f"{figures['preset']}: {figures['steps']} steps in {figures['train_elapsed_s']} s "
-          f"({figures['tokens_per_second']:,} training tokens/s, {figures['parameters']:,} parameters)")
+          f"({figures['tokens_per_second']:,} training tokens/s, {figures['parameters']:,} parameters, "
+          f"{figures['precision']}, model FLOPs utilisation {figures['mfu']:.0%})")
     print(f"validation: {figures['val_loss']:.4f} nats/char = {figures['val_bits_per_char']:.4f} bits/char over "
           f"{figures['valid_characters']:,} characters (nanoGPT CPU recipe at 224 s: {NANOGPT_CPU_224S} nats/char; "
           f"{'beaten' if figures['val_loss'] < NANOGPT_CPU_224S else 'not beaten'})")

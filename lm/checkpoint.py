@@ -21,6 +21,7 @@ from safetensors.torch import load_file, save_file
 
 from lm.atomic import make_staging_dir, replace_directory
 from lm.models import MODEL_TYPES, config_from_dict
+from lm.precision import MatmulProbe, default_probe
 from lm.tokenizers import Tokenizer
 
 FORMAT = "scriptorium-model"
@@ -135,8 +136,36 @@ def read_config(path: str | os.PathLike) -> dict[str, Any]:
     return config
 
 
-def load_model_dir(path: str | os.PathLike, device: str | torch.device = "cpu") -> LoadedModel:
-    """Load a model directory for inference (eval mode, float32 weights on `device`)."""
+# Inference compute dtypes by name; "auto" decides from the stored dtype and a measurement (`compute_dtype`).
+COMPUTE_DTYPES = ("auto", *WEIGHT_DTYPES)
+_PROBE_PRECISION = {"bfloat16": "bf16", "float16": "fp16"}
+_DECODE_ROWS = 8  # a decode step multiplies a few rows (one per sequence) by each weight matrix
+
+
+def compute_dtype(stored: str, requested: str, device: torch.device, width: int,
+                  probe: MatmulProbe | None = None) -> torch.dtype:
+    """The dtype a loaded model computes in.
+
+    `auto`: float32 weights stay float32 (no precision is given away). Weights stored as float16 or bfloat16 stay
+    in that dtype only where the matmul probe measures it faster than float32 for a decode step's product on this
+    device (a GPU, a CPU with AMX); elsewhere they are upcast to float32, because a CPU without native half
+    precision emulates it tens of times slower. Any other `requested` name is used as it is.
+    """
+    if requested not in COMPUTE_DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(COMPUTE_DTYPES)}, got {requested!r}")
+    if requested != "auto":
+        return WEIGHT_DTYPES[requested]
+    if stored not in _PROBE_PRECISION:
+        return torch.float32
+    probe = probe or default_probe()
+    faster = probe.speedup(_PROBE_PRECISION[stored], width, _DECODE_ROWS, device, autocast=False) > 1.0
+    return WEIGHT_DTYPES[stored] if faster else torch.float32
+
+
+def load_model_dir(path: str | os.PathLike, device: str | torch.device = "cpu", dtype: str = "auto",
+                   probe: MatmulProbe | None = None) -> LoadedModel:
+    """Load a model directory for inference (eval mode, on `device`, computing in the dtype `compute_dtype`
+    chooses; `probe` replaces the machine's measured matmul speeds, for tests)."""
     path = Path(path)
     config = read_config(path)
     try:
@@ -164,7 +193,9 @@ def load_model_dir(path: str | os.PathLike, device: str | torch.device = "cpu") 
         raise CheckpointError(f"{weights_file}: unreadable ({str(exc).splitlines()[0]}); the file may be truncated") from None
     model = MODEL_TYPES[config["model_type"]][1](model_config)
     _load_weights(model, tensors, weights_file)
-    model.to(device).eval()
+    device = torch.device(device)
+    stored = config.get("weights_dtype", "float32")
+    model.to(device=device, dtype=compute_dtype(stored, dtype, device, model.width, probe)).eval()
     return LoadedModel(path=path, model=model, tokenizer=tokenizer, config=config)
 
 

@@ -295,6 +295,7 @@ class Generator:
         ]
 
 
-def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> Generator:
-    """Load any model directory for generation."""
-    return Generator(load_model_dir(Path(path), device=device), device=device)
+def load(path: str | os.PathLike, device: str | torch.device = "cpu", dtype: str = "auto") -> Generator:
+    """Load any model directory for generation. `dtype`: what the model computes in; `auto` keeps half-precision
+    weights only where they are measured faster than float32 on `device` (lm.checkpoint.compute_dtype)."""
+    return Generator(load_model_dir(Path(path), device=device, dtype=dtype), device=device)

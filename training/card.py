@@ -38,6 +38,17 @@ def _architecture(config: dict[str, Any]) -> str:
     return f"{kind}, {config['parameters']:,} parameters ({hyper})"
 
 
+def _precision_line(training: dict[str, Any]) -> str:
+    """What ran, not what was asked: the resolved precision and why (recorded by the trainer)."""
+    precision = training.get("precision")
+    if not isinstance(precision, dict):
+        return "not recorded (trained before precisions were recorded)"
+    used = {"fp32": "fp32", "bf16": "bf16 autocast", "fp16": "fp16 autocast with a gradient scaler"}
+    threads = training.get("threads")
+    return (f"{used.get(precision.get('used'), precision.get('used'))}; {precision.get('reason', '')}"
+            + (f"; {threads} torch thread{'s' if threads != 1 else ''}" if threads else ""))
+
+
 def _samples(model_dir: Path, chars_per_token: float) -> list[tuple[str, dict[str, Any], str]]:
     from lm import load
 
@@ -90,6 +101,7 @@ def render_card(model_dir: str | Path) -> str:
         f"- **Training time:** {training.get('wall_time_s', 0) / 60:.1f} minutes of wall time "
         f"(total over every resumed session)",
         f"- **Hardware:** {training.get('hardware', 'unknown')}",
+        f"- **Precision:** {_precision_line(training)}",
         "- **Curve:** `metrics.jsonl` (one JSON object per logged step) and `training_curve.png`",
         "",
         "## How good it is",

@@ -58,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set training.lr=3e-4 (repeatable)")
     p.add_argument("--threads", type=_positive_int,
-                   help="CPU threads for torch (default: one per core; 1 copes best with a busy machine)")
+                   help="CPU threads for torch, replaces training.threads (default: one per core; 1 copes best "
+                        "with a busy machine)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=cmd_train)
 
@@ -126,11 +127,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from training.config import load_config
     from training.trainer import RunOptions, train
 
-    config = load_config(args.config, args.set)
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    overrides = list(args.set) + ([f"training.threads={args.threads}"] if args.threads else [])
+    config = load_config(args.config, overrides)
     output = Path(args.output) if args.output else Path("runs") / (config.name or Path(args.config).stem)
     command = "python -m training " + shlex.join(args.argv)
     options = RunOptions(output=output, data=args.data, max_steps=args.max_steps, max_time=args.max_time,

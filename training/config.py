@@ -74,7 +74,9 @@ class TrainingConfig:
     nonmono: int = 5  # NT-ASGD: switch to averaging when validation is worse than `nonmono` evaluations ago
     alpha: float = 0.0  # AR: activation regularisation (LSTM)
     beta: float = 0.0  # TAR: temporal activation regularisation (LSTM)
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    # auto: measured on CPU (bf16 autocast only where it multiplies faster than fp32), bf16 or fp16 on CUDA
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    threads: Union[int, None] = None  # CPU threads for torch; None = torch's default (one per core)
     compile: bool = False
     seed: int = 1337
     weights_dtype: Literal["float32", "float16", "bfloat16"] = "float32"
@@ -303,6 +305,7 @@ def validate(config: Config) -> None:
     need(0 < t.plateau_factor < 1, "training.plateau_factor", "must be in (0, 1)")
     need(t.plateau_patience >= 0, "training.plateau_patience", "must be >= 0")
     need(t.seed >= 0, "training.seed", "must be >= 0")
+    need(t.threads is None or t.threads >= 1, "training.threads", "must be >= 1")
     from training.loggers import LOGGER_NAMES
 
     unknown = [name for name in t.loggers if name not in LOGGER_NAMES]

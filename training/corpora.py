@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lm.atomic import atomic_write_bytes
+from lm.cache import cache_dir
 
 SPLITS = ("train", "valid", "test")
 
@@ -70,10 +71,6 @@ SPLIT_FILE_NAMES = {
     "valid": ("wiki.valid.tokens", "valid.txt", "validation.txt", "wiki.valid.raw"),
     "test": ("wiki.test.tokens", "test.txt", "wiki.test.raw"),
 }
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("SCRIPTORIUM_CACHE") or Path.home() / ".cache" / "scriptorium")
 
 
 def split_files(directory: Path) -> dict[str, Path] | None:

@@ -74,6 +74,15 @@ def most_urgent_code(info: DistInfo, code: int, device) -> int:
     return int(tensor.item())
 
 
+def from_main(info: DistInfo, value: Any) -> Any:
+    """Rank 0's `value` (picklable) on every process, so they all act on one decision (e.g. a measured one)."""
+    if not info.enabled:
+        return value
+    box = [value if info.is_main else None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
 def gather_to_main(info: DistInfo, value: Any) -> list[Any] | None:
     """Every process's `value` (picklable), in rank order, on rank 0; None on the others."""
     if not info.enabled:

@@ -1,13 +1,20 @@
-"""Device choice, mixed precision and a short description of the hardware for the training record."""
+"""Device choice, mixed precision and a short description of the hardware for the training record.
+
+`precision: auto` is decided by measurement (lm.precision's matmul probe), not by the CPU's name: bf16 autocast
+only where it multiplies faster than fp32 at the model's width. On CUDA: bf16 where the GPU supports it, else fp16
+with a gradient scaler. MPS trains in fp32 (autocast there is not measured by this project).
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
-import platform
+from dataclasses import dataclass
 from typing import Callable, ContextManager
 
 import torch
+
+from lm.precision import MatmulProbe, cpu_name, default_probe, rows_for, vector_extensions
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
@@ -29,20 +36,80 @@ def pick_device(requested: str = "auto", local_rank: int = 0) -> torch.device:
     return torch.device("cuda", local_rank) if requested == "cuda" else torch.device(requested)
 
 
+# A forced low precision slower than fp32 by more than this earns a warning (timing noise stays below it).
+SLOW_FACTOR = 0.8
+
+
+@dataclass(frozen=True)
+class PrecisionChoice:
+    """What `training.precision` resolved to on this device, and why."""
+
+    precision: str  # fp32 | bf16 | fp16: what runs
+    requested: str  # what the config asked for (auto, or a forced precision)
+    reason: str  # one line for the log and the training record
+    speedup: float | None = None  # measured matmul speed of `precision` over fp32 at the model's width (CPU)
+    warning: str | None = None  # a forced precision measured slower than fp32
+
+    @property
+    def grad_scaler(self) -> bool:
+        """fp16 gradients underflow without loss scaling; bf16 has fp32's exponent range and needs none."""
+        return self.precision == "fp16"
+
+
+def resolve_precision(requested: str, device: torch.device, width: int, probe: MatmulProbe | None = None,
+                      cuda_bf16: bool | None = None) -> PrecisionChoice:
+    """The precision to train in. `width`: the model's widest input dimension (the probe's matmul shape).
+    `probe` and `cuda_bf16` (the GPU supports bf16) are measured here when not given."""
+    if requested not in ("auto", "fp32", "bf16", "fp16"):
+        raise ValueError(f"training.precision must be auto, fp32, bf16 or fp16, got {requested!r}")
+    if requested == "fp16" and device.type != "cuda":
+        raise ValueError(f"training.precision fp16 needs a CUDA GPU (device is {device.type}); use auto, bf16 or fp32")
+    if device.type == "mps":
+        if requested in ("auto", "fp32"):
+            return PrecisionChoice("fp32", requested, "mps: fp32 (mixed precision on mps is not supported here)")
+        raise ValueError("training.precision: mixed precision is not supported on mps here; use auto or fp32")
+    if device.type == "cuda":
+        if cuda_bf16 is None:
+            cuda_bf16 = torch.cuda.is_bf16_supported()
+        if requested != "auto":
+            return PrecisionChoice(requested, requested, f"cuda: {requested} as configured")
+        if cuda_bf16:
+            return PrecisionChoice("bf16", requested, "cuda: bf16 autocast (the GPU supports bf16)")
+        return PrecisionChoice("fp16", requested, "cuda: fp16 autocast with a gradient scaler (no bf16 on this GPU)")
+    if requested == "fp32":
+        return PrecisionChoice("fp32", requested, "cpu: fp32 as configured")
+    probe = probe or default_probe()
+    speedup = probe.speedup("bf16", width, rows_for(width), device, autocast=True)
+    measured = f"bf16 autocast multiplies at {speedup:.2f}x the speed of fp32 at width {width} on this CPU"
+    if requested == "bf16":
+        warning = None
+        if speedup < SLOW_FACTOR:
+            warning = (f"warning: training.precision bf16 is {1 / speedup:.1f}x slower than fp32 on this CPU "
+                       f"(measured); precision: auto would train in fp32")
+        return PrecisionChoice("bf16", requested, f"cpu: bf16 as configured ({measured})", speedup, warning)
+    chosen = "bf16" if speedup > 1.0 else "fp32"
+    return PrecisionChoice(chosen, requested, f"cpu: auto -> {chosen} ({measured})", speedup)
+
+
 def autocast_factory(device: torch.device, precision: str) -> Callable[[], ContextManager]:
-    """A no-argument factory of the autocast context for `precision` (fp32 = no autocast)."""
+    """A no-argument factory of the autocast context for a resolved `precision` (fp32 = no autocast)."""
     if precision == "fp32":
         return contextlib.nullcontext
-    if precision == "fp16" and device.type != "cuda":
-        raise ValueError(f"training.precision fp16 needs a CUDA GPU (device is {device.type}); use bf16 or fp32")
-    if device.type == "mps":
-        raise ValueError("training.precision: mixed precision is not supported on mps here; use fp32")
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     return lambda: torch.autocast(device_type=device.type, dtype=dtype)
 
 
+def peak_flops(device: torch.device, precision: str, probe: MatmulProbe | None = None) -> float:
+    """This machine's measured matmul peak (FLOPs/s) in `precision`, the denominator of model FLOPs
+    utilisation."""
+    return (probe or default_probe()).peak_flops(precision, device, autocast=precision != "fp32")
+
+
 def describe(device: torch.device) -> str:
+    """The hardware in one line, for the training record and the model card."""
     if device.type == "cuda":
         return f"{torch.cuda.get_device_name(device)} (CUDA), torch {torch.__version__}"
-    cpu = platform.processor() or platform.machine()
-    return f"{device.type}: {cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} threads, torch {torch.__version__}"
+    extensions = ", ".join(vector_extensions())
+    chip = f"{cpu_name()} ({extensions})" if extensions else cpu_name()
+    return (f"{device.type}: {chip}, {os.cpu_count()} cores, {torch.get_num_threads()} threads, "
+            f"torch {torch.__version__}")

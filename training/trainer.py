@@ -9,6 +9,7 @@ on Ctrl-C. Batches are a function of (seed, step), so a resumed run sees the dat
 
 from __future__ import annotations
 
+import copy
 import gc
 import json
 import math
@@ -34,7 +35,7 @@ from training import distributed, plots, resume
 from training.batches import StreamSampler, WindowSampler
 from training.config import Config
 from training.data import Corpus, load_corpus
-from training.hardware import autocast_factory, describe, pick_device
+from training.hardware import PrecisionChoice, autocast_factory, describe, peak_flops, pick_device, resolve_precision
 from training.loggers import open_trackers
 from training.metrics import TokenStats, bits_per_char, perplexity, unigram_loss
 from training.optim import NTASGD, PlateauScale, build_optimizer, scheduled_lr
@@ -87,13 +88,21 @@ class Trainer:
         if options.max_time is not None:
             t.max_time = options.max_time
         self.output = Path(options.output)
+        if t.threads:
+            torch.set_num_threads(t.threads)
         device_kind = "cuda" if options.device in ("auto", "cuda") and torch.cuda.is_available() else "cpu"
         self.dist = distributed.setup(device_kind if options.device != "cpu" else "cpu")
         self.device = pick_device(options.device, self.dist.local_rank)
-        self.autocast = autocast_factory(self.device, t.precision)
-        self.scaler = torch.amp.GradScaler("cuda") if t.precision == "fp16" else None
         self._seed(t.seed + self.dist.rank)
         self.corpus, self.tokenizer, self.model = self._load_data_and_model()
+        # rank 0 measures (precision: auto, the matmul peak); every process then uses its answer
+        self.precision, peak = distributed.from_main(self.dist, self._measure_precision() if self.dist.is_main
+                                                     else None)
+        self.autocast = autocast_factory(self.device, self.precision.precision)
+        self.scaler = torch.amp.GradScaler("cuda") if self.precision.grad_scaler else None
+        # model FLOPs utilisation: achieved training FLOPs/s over the measured matmul peak of every process
+        self.flops_per_token = self.model.training_flops_per_token(t.seq_len)
+        self.peak_flops = peak * self.dist.world_size
         self.model_type = "gpt" if self.model.context_length else "lstm"
         if self.model_type == "gpt" and t.seq_len > self.model.context_length:
             raise TrainingError(f"training.seq_len {t.seq_len} exceeds the model's context length "
@@ -173,6 +182,23 @@ class Trainer:
             distributed.barrier(self.dist)
         return corpus, tokenizer, model
 
+    def _config_as_run(self) -> str:
+        """The config as it ran: the precision `auto` resolved to and the thread count, with a note of why."""
+        ran = copy.deepcopy(self.cfg)
+        ran.training.precision = self.precision.precision
+        ran.training.threads = torch.get_num_threads() if self.device.type == "cpu" else ran.training.threads
+        return (f"# As run on {describe(self.device)}, device {self.device}.\n"
+                f"# training.precision: {self.precision.requested} asked; {self.precision.reason}.\n"
+                + ran.to_yaml())
+
+    def _measure_precision(self) -> tuple[PrecisionChoice, float]:
+        """The precision `training.precision` resolves to here (one warning line for a forced slow bf16) and the
+        machine's matmul peak in it."""
+        choice = resolve_precision(self.cfg.training.precision, self.device, self.model.width)
+        if choice.warning:
+            print(choice.warning, file=sys.stderr)
+        return choice, peak_flops(self.device, choice.precision)
+
     def _encode(self, text: str, tokenizer: Tokenizer | None = None) -> np.ndarray:
         return encode_cached(text, tokenizer or self.tokenizer)
 
@@ -207,7 +233,7 @@ class Trainer:
         main = self.dist.is_main
         if main:
             self.output.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(self.output / CONFIG_COPY, self.cfg.to_yaml())
+            atomic_write_text(self.output / CONFIG_COPY, self._config_as_run())
             for stale in self.output.glob(f".{resume.RESUME_DIR}.*.tmp"):  # staging left by a killed run
                 shutil.rmtree(stale, ignore_errors=True)
             if not self.opts.resume:  # a fresh run: nothing of an earlier run here may be resumed or plotted
@@ -233,10 +259,11 @@ class Trainer:
                     now = time.perf_counter()
                     rate = window_tokens / max(now - window_start, 1e-9)
                     window_start, window_tokens = now, 0
+                    mfu = rate * self.flops_per_token / self.peak_flops
                     self._log({"step": self.step, "train_loss": loss, "lr": self._last_lr,
-                               "tokens_per_second": rate, "elapsed": self.elapsed})
+                               "tokens_per_second": rate, "mfu": mfu, "elapsed": self.elapsed})
                     bar.set_postfix(loss=f"{loss:.3f}", ppl=f"{perplexity(loss):.1f}", lr=f"{self._last_lr:.2e}",
-                                    tok_s=f"{rate:,.0f}", refresh=False)
+                                    tok_s=f"{rate:,.0f}", mfu=f"{mfu:.0%}", refresh=False)
                 bar.update(1)
                 code = _INTERRUPTED if self._interrupted else _OUT_OF_TIME if out_of_time else _GO_ON
                 code = distributed.most_urgent_code(self.dist, code, self.device)
@@ -402,6 +429,10 @@ class Trainer:
                 "tokens_seen": self.tokens_seen,
                 "wall_time_s": round(self.elapsed, 2),
                 "hardware": describe(self.device),
+                "device": str(self.device),
+                "threads": torch.get_num_threads(),
+                "precision": {"requested": self.precision.requested, "used": self.precision.precision,
+                              "reason": self.precision.reason},
                 "world_size": self.dist.world_size,
                 "init_from": self.opts.init_from,
                 "data": {

@@ -219,8 +219,20 @@ class GPT(nn.Module):
     def context_length(self) -> int:
         return self.config.context_length
 
+    @property
+    def width(self) -> int:
+        """The size of its typical matrix product's input, (B, C) @ (C, 4C), what precision probes measure."""
+        return self.config.n_embd
+
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+    def training_flops_per_token(self, seq_len: int) -> float:
+        """FLOPs to train on one token, PaLM's count (as nanoGPT's MFU): 6 per weight of every matrix product
+        (forward 2, backward 4; the tied output head counts, embedding look-ups do not) plus attention's
+        12 * layers * width * seq_len (scores and weighted values over the whole window, forward and backward)."""
+        matmul_weights = sum(m.weight.numel() for m in self.modules() if isinstance(m, nn.Linear))
+        return 6.0 * matmul_weights + 12.0 * self.config.n_layer * self.config.n_embd * seq_len
 
     def init_state(self, batch_size: int, device: torch.device | str = "cpu") -> KVCache:
         return KVCache(self.config.n_layer, self.config.context_length)
@@ -291,8 +303,10 @@ class GPT(nn.Module):
         ):
             qkv = _affine(F.layer_norm(x, (C,), ln1_w, ln1_b), qkv_wt, qkv_b)  # (B, 3C)
             qk = qkv[:, : 2 * C]
-            if rope is not None:  # q and k as complex pairs (B, 2, nh, hs/2), rotated together
-                qk = torch.view_as_real(torch.view_as_complex(qk.view(B, 2, nh, hs // 2, 2)) * rope)
+            if rope is not None:  # q and k as complex pairs (B, 2, nh, hs/2), rotated together (in float32)
+                pairs = qk.view(B, 2, nh, hs // 2, 2)
+                qk = torch.view_as_real(torch.view_as_complex(pairs if pairs.dtype == torch.float32 else pairs.float())
+                                        * rope).to(x.dtype)
             qk = qk.view(B, 2, nh, 1, hs)
             keys, values = cache.store(layer, qk[:, 1], qkv[:, 2 * C :].view(B, nh, 1, hs))  # (B, nh, L, hs)
             y = F.scaled_dot_product_attention(qk[:, 0], keys, values)  # (B, nh, 1, hs)

@@ -81,8 +81,22 @@ class AWDLSTM(nn.Module):
 
     context_length = None  # an LSTM carries its state: no window
 
+    @property
+    def width(self) -> int:
+        """The size of its typical matrix product's input, (B, H) @ (H, 4H), what precision probes measure."""
+        return self.config.hidden_size
+
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+    def training_flops_per_token(self, seq_len: int) -> float:
+        """FLOPs to train on one token: 6 per weight of every matrix product (forward 2, backward 4), i.e. each
+        layer's four gates over its input and its hidden state, 4H x (input + H), and the decoder. Element-wise
+        gate arithmetic and dropout masks are not counted. `seq_len` does not matter for a recurrent model."""
+        matmul_weights = sum(p.numel() for layer in self.layers for name, p in layer.named_parameters()
+                             if name.startswith("weight_"))
+        matmul_weights += sum(m.weight.numel() for m in self.modules() if isinstance(m, nn.Linear))
+        return 6.0 * matmul_weights
 
     def init_state(self, batch_size: int, device: torch.device | str = "cpu") -> LSTMState:
         weight = self.encoder.weight

@@ -1,4 +1,4 @@
-"""Shared fixtures for the training tests: an isolated download/token cache, small configs, a trained tiny GPT."""
+"""Shared fixtures for the training tests: small configs, a trained tiny GPT (the isolated cache: tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -13,18 +13,6 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="session")
-def cache_dir(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("scriptorium-cache")
-
-
-@pytest.fixture(autouse=True)
-def _isolated_env(cache_dir, monkeypatch):
-    """Never touch the user's ~/.cache or their SCRIPTORIUM_DATA; share one token cache across the session."""
-    monkeypatch.setenv("SCRIPTORIUM_CACHE", str(cache_dir))
-    monkeypatch.delenv("SCRIPTORIUM_DATA", raising=False)
-
-
 def tiny_config(kind: str = "gpt", **training) -> dict:
     """A config that trains in a second or two on synthetic text."""
     if kind == "gpt":
@@ -33,7 +21,7 @@ def tiny_config(kind: str = "gpt", **training) -> dict:
         model = {"type": "lstm", "emb_size": 32, "hidden_size": 64, "n_layers": 2, "dropout": 0.1,
                  "dropout_hidden": 0.1, "dropout_input": 0.1, "dropout_embedding": 0.05, "weight_drop": 0.1}
     base = {"lr": 0.005 if kind == "gpt" else 0.02, "warmup_steps": 5, "batch_size": 8, "seq_len": 32, "max_steps": 30, "eval_interval": 10,
-            "eval_batches": 4, "log_interval": 5, "seed": 7}
+            "eval_batches": 4, "log_interval": 5, "seed": 7, "precision": "fp32"}
     base.update(training)
     return {
         "name": f"test-{kind}",

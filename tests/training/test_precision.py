@@ -1,0 +1,118 @@
+"""`training.precision: auto` decided by measurement, the warning for a forced slow bf16, model FLOPs per token
+and utilisation in the training record."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from lm.models import build_model
+from lm.precision import MatmulProbe
+from tests.training.conftest import tiny_config
+from training import hardware
+from training.config import config_from_dict, load_config
+from training.hardware import resolve_precision
+from training.trainer import RunOptions, train
+
+ROOT = Path(__file__).resolve().parents[2]
+CPU, CUDA, MPS = torch.device("cpu"), torch.device("cuda", 0), torch.device("mps")
+
+
+def probe_with(tmp_path: Path, bf16_speedup: float) -> MatmulProbe:
+    def measure(precisions, width, rows, device, autocast):
+        return {p: 1e11 * (bf16_speedup if p == "bf16" else 1.0) for p in precisions}
+
+    return MatmulProbe(tmp_path / f"probe-{bf16_speedup}.json", measure=measure)
+
+
+def test_auto_picks_bf16_on_a_cpu_that_multiplies_faster_in_it(tmp_path):
+    choice = resolve_precision("auto", CPU, 192, probe_with(tmp_path, 3.1))
+    assert choice.precision == "bf16" and not choice.grad_scaler and choice.warning is None
+    assert "3.10x" in choice.reason and choice.speedup == pytest.approx(3.1)
+
+
+def test_auto_stays_fp32_where_bf16_is_emulated(tmp_path):
+    choice = resolve_precision("auto", CPU, 192, probe_with(tmp_path, 1 / 200))
+    assert choice.precision == "fp32" and choice.warning is None
+
+
+def test_cuda_uses_bf16_where_supported_else_fp16_with_a_scaler():
+    assert resolve_precision("auto", CUDA, 192, cuda_bf16=True).precision == "bf16"
+    fp16 = resolve_precision("auto", CUDA, 192, cuda_bf16=False)
+    assert fp16.precision == "fp16" and fp16.grad_scaler
+
+
+def test_mps_trains_in_fp32():
+    assert resolve_precision("auto", MPS, 192).precision == "fp32"
+    with pytest.raises(ValueError, match="mps"):
+        resolve_precision("bf16", MPS, 192)
+
+
+def test_forced_precisions_are_kept_and_a_slow_bf16_is_warned_about(tmp_path):
+    assert resolve_precision("fp32", CPU, 192, probe_with(tmp_path, 3.0)).precision == "fp32"
+    slow = resolve_precision("bf16", CPU, 192, probe_with(tmp_path, 1 / 14.2))
+    assert slow.precision == "bf16"
+    assert slow.warning.startswith("warning: training.precision bf16 is 14.2x slower than fp32")
+    assert "auto" in slow.warning and "\n" not in slow.warning
+    assert resolve_precision("bf16", CPU, 192, probe_with(tmp_path, 2.0)).warning is None
+    with pytest.raises(ValueError, match="fp16 needs a CUDA GPU"):
+        resolve_precision("fp16", CPU, 192, probe_with(tmp_path, 2.0))
+    with pytest.raises(ValueError, match="must be auto, fp32, bf16 or fp16"):
+        resolve_precision("fp8", CPU, 192)
+
+
+def test_every_preset_uses_auto_or_says_why_not():
+    for path in sorted((ROOT / "configs").glob("*.yaml")):
+        config = load_config(path)
+        if config.training.precision != "auto":
+            line = next(line for line in path.read_text().splitlines() if line.strip().startswith("precision:"))
+            assert "#" in line, f"{path.name}: precision {config.training.precision} without a reason"
+
+
+def test_flops_per_token_of_a_tiny_gpt_by_hand():
+    model = build_model("gpt", {"vocab_size": 10, "context_length": 4, "n_layer": 1, "n_head": 2, "n_embd": 8})
+    # per layer qkv 3*8*8 + proj 8*8 + fc 4*8*8 + mlp proj 8*4*8 = 768 weights; the tied head 10*8 = 80
+    # 6 per weight, plus attention 12 * layers * width * seq_len = 12 * 1 * 8 * 4
+    assert model.training_flops_per_token(4) == 6 * (768 + 80) + 12 * 1 * 8 * 4
+
+
+def test_flops_per_token_of_a_tiny_lstm_by_hand():
+    model = build_model("lstm", {"vocab_size": 10, "emb_size": 8, "hidden_size": 12, "n_layers": 2})
+    # layer 0: 8 -> 12, gates 4*12 x (8 + 12); layer 1: 12 -> 8 (tied to the embedding), 4*8 x (12 + 8)
+    # decoder 10 x 8
+    assert model.training_flops_per_token(50) == 6 * (48 * 20 + 32 * 20 + 80)
+
+
+@pytest.mark.slow
+def test_the_record_says_what_ran_and_utilisation_is_logged(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(hardware, "default_probe", lambda: probe_with(tmp_path, 1 / 20))
+    config = config_from_dict(tiny_config("gpt", precision="bf16", max_steps=10, eval_interval=10, log_interval=5),
+                              "tiny.yaml")
+    out = tmp_path / "run"
+    train(config, RunOptions(output=out, progress=False, command="pytest"))
+    assert "warning: training.precision bf16 is 20.0x slower than fp32" in capsys.readouterr().err
+
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert all(0 < row["mfu"] < 1 for row in rows if row.get("tokens_per_second"))
+    training = json.loads((out / "config.json").read_text())["training"]
+    assert training["precision"]["used"] == "bf16" and training["precision"]["requested"] == "bf16"
+    assert training["threads"] == torch.get_num_threads() and training["device"] == "cpu"
+    saved = (out / "train_config.yaml").read_text()
+    assert saved.startswith("# As run on cpu") and yaml.safe_load(saved)["training"]["threads"] >= 1
+    assert load_config(out / "train_config.yaml").training.precision == "bf16"
+
+
+@pytest.mark.slow
+def test_auto_resolves_in_the_trainer(tmp_path, monkeypatch):
+    monkeypatch.setattr(hardware, "default_probe", lambda: probe_with(tmp_path, 1 / 20))
+    config = config_from_dict(tiny_config("lstm", precision="auto", max_steps=5, eval_interval=5), "tiny.yaml")
+    out = tmp_path / "auto"
+    train(config, RunOptions(output=out, progress=False))
+    record = json.loads((out / "config.json").read_text())["training"]["precision"]
+    assert record == {"requested": "auto", "used": "fp32", "reason": record["reason"]}
+    assert "auto -> fp32" in record["reason"] and yaml.safe_load((out / "train_config.yaml").read_text())[
+        "training"]["precision"] == "fp32"
