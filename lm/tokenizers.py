@@ -2,6 +2,12 @@
 
 Each is saved as one `tokenizer.json`. The kind is read back from the file's structure, so a tokenizer file is
 self-describing: BPE model -> "bpe"; word-level with a lowercasing normalizer -> "word"; word-level otherwise -> "char".
+
+The `word` tokenizer is torchtext's `basic_english` (`torchtext.data.utils._basic_english_normalize`), rule for
+rule, as a `tokenizers` normalizer: lowercase; then, in this order, `'` gets spaces around it, `"` is deleted, `.`
+gets spaces, `<br />` becomes a space, `,` `(` `)` `!` `?` get spaces, `;` and `:` become spaces, whitespace runs
+become one space; then the text is split at spaces. Every line break is an `<eos>` token. Word files saved before
+this (lowercase, then `' . , " ( ) ! ? : ;` split off as tokens) still load and keep tokenizing as they were trained.
 """
 
 from __future__ import annotations
@@ -22,8 +28,31 @@ TOKENIZER_KINDS = ("char", "word", "bpe")
 UNK = "<unk>"
 EOS = "<eos>"
 
-# torchtext's basic_english splits these off as tokens of their own.
-_WORD_PUNCTUATION = "'.,\"()!?:;"
+# torchtext's basic_english rules, in its order: (pattern, replacement). Plain strings are literal.
+_BASIC_ENGLISH_RULES: tuple[tuple[str | Regex, str], ...] = (
+    ("'", " '  "),
+    ('"', ""),
+    (".", " . "),
+    ("<br />", " "),
+    (",", " , "),
+    ("(", " ( "),
+    (")", " ) "),
+    ("!", " ! "),
+    ("?", " ? "),
+    (";", " "),
+    (":", " "),
+    # Python's `\s` (the characters of str.isspace()); Oniguruma's `\s` lacks U+001C..U+001F.
+    (Regex("[\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+"), " "),
+)
+# Python's str.lower() makes a word-final capital sigma a final sigma (Unicode's Final_Sigma context: a cased
+# letter before it, none after, case-ignorable characters skipped); the Lowercase normalizer maps every capital
+# sigma to the medial one, so the final ones are replaced first.
+_FINAL_SIGMA = Regex(
+    r"(?<=[\p{Cased}&&\P{Case_Ignorable}]\p{Case_Ignorable}*)"  # a cased letter before it, ignorables between
+    "\u03a3"
+    r"(?!\p{Case_Ignorable}*[\p{Cased}&&\P{Case_Ignorable}])"  # and none after
+)
+# Decoding: no space before closing punctuation or after opening; `"`, `:` and `;` only occur in older word files.
 _NO_SPACE_BEFORE = frozenset(".,!?:;)'")
 _NO_SPACE_AFTER = frozenset("('")
 
@@ -157,8 +186,18 @@ def _detect_kind(spec: dict) -> str:
         return "bpe"
     if model_type == "WordLevel":
         normalizer = spec.get("normalizer") or {}
-        return "word" if normalizer.get("type") == "Lowercase" else "char"
+        # Older word files have a bare Lowercase normalizer, newer ones a Sequence holding one; char has none.
+        parts = normalizer.get("normalizers", [normalizer]) if normalizer.get("type") == "Sequence" else [normalizer]
+        return "word" if any(part.get("type") == "Lowercase" for part in parts) else "char"
     raise ValueError(f"unsupported tokenizer model {model_type!r} (expected char, word or bpe)")
+
+
+def basic_english_normalizer() -> normalizers.Normalizer:
+    """torchtext's basic_english normalisation (lowercase, then its regex rules in order) as one normalizer;
+    splitting the result at whitespace gives basic_english's tokens."""
+    steps = [normalizers.Replace(_FINAL_SIGMA, "\u03c2"), normalizers.Lowercase()]
+    steps += [normalizers.Replace(pattern, replacement) for pattern, replacement in _BASIC_ENGLISH_RULES]
+    return normalizers.Sequence(steps)
 
 
 def _split_at_newlines(text: str, chunk_chars: int) -> list[str]:
@@ -199,13 +238,8 @@ def train_tokenizer(
         )
     elif kind == "word":
         hf = HFTokenizer(models.WordLevel(unk_token=UNK))
-        hf.normalizer = normalizers.Lowercase()
-        hf.pre_tokenizer = pre_tokenizers.Sequence(
-            [
-                pre_tokenizers.WhitespaceSplit(),
-                pre_tokenizers.Split(Regex("[" + _WORD_PUNCTUATION.replace('"', '\\"') + "]"), "isolated"),
-            ]
-        )
+        hf.normalizer = basic_english_normalizer()
+        hf.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
         trainer = trainers.WordLevelTrainer(
             vocab_size=vocab_size or 10_000_000, min_frequency=min_freq, special_tokens=[UNK, EOS]
         )

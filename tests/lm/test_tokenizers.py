@@ -1,6 +1,13 @@
+import re
+from pathlib import Path
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lm.tokenizers import Tokenizer, train_tokenizer
+
+DATA = Path(__file__).parent / "data"
 
 SAMPLES = ["", "a", "Hello, world!\n", "naïve café — 東京 🙂🎭 \t tabs\n\nblank lines", "x" * 50_000]
 
@@ -24,11 +31,76 @@ def test_char_round_trips_known_characters_and_maps_unseen_to_unk(corpus):
     assert len(tok.encode("hello")) == 5
 
 
-def test_word_tokenizer_behaves_like_basic_english():
+# torchtext.data.utils._basic_english_normalize, as torchtext 0.18 has it: the reference the word tokenizer matches.
+_TORCHTEXT_PATTERNS = [r"\'", r"\"", r"\.", r"<br \/>", r",", r"\(", r"\)", r"\!", r"\?", r"\;", r"\:", r"\s+"]
+_TORCHTEXT_REPLACEMENTS = [" '  ", "", " . ", " ", " , ", " ( ", " ) ", " ! ", " ? ", " ", " ", " "]
+
+
+def basic_english(line: str) -> list[str]:
+    line = line.lower()
+    for pattern, replacement in zip(_TORCHTEXT_PATTERNS, _TORCHTEXT_REPLACEMENTS):
+        line = re.sub(pattern, replacement, line)
+    return line.split()
+
+
+TRICKY = [
+    "The KING's men (all) said: no! Yes? Fine; good, \"ok\".",
+    "I don't know... it's \"quoted\" -- isn't it?!",
+    "One<br />two<br/>three<BR />four <br / > five<br  />six",
+    '<br "/>joined by the quote rule<br ."/>',
+    "time: 10:30; ratio 3:2;done",
+    "'tis 'twas o'clock rock 'n' roll ''double''",
+    "e.g. U.S.A. 3.14 ... end.",
+    "Tabs\tand\x0bvertical\x0cfeeds\rreturns\x1cfile\x1dgroup\x85next\u2028line\u00a0nbsp\u3000ideographic",
+    "naïve CAFÉ — Straße ÆSIR İstanbul ΟΔΟΣ ΣΟΦΟΣ. ΌΣΟΣ’ Σ ΑΣ1 東京 🙂🎭 l'été",
+    "MiXeD CaSe, (nested (parens)) [brackets] {braces} a-b a_b a/b #hash @at $5 100% a&b",
+    "   leading and trailing   ",
+    "",
+    "<unk> and <eos> written out",
+]
+
+
+@pytest.fixture(scope="module")
+def word_tokenizer():
+    return train_tokenizer("word", "\n".join(TRICKY))
+
+
+@pytest.mark.parametrize("text", TRICKY)
+def test_word_tokenizer_is_torchtext_basic_english(word_tokenizer, text):
+    assert [word_tokenizer.hf.id_to_token(i) for i in word_tokenizer.encode(text)] == basic_english(text)
+
+
+def test_word_vocabulary_is_basic_englishs_tokens():
+    text = "\n".join(TRICKY)
+    expected = {token for line in TRICKY for token in basic_english(line)} | {"<unk>", "<eos>"}
+    assert set(train_tokenizer("word", text).hf.get_vocab()) == expected
+
+
+_TRICKY_CHARS = "'\".<br />,()!?;:\t\n\r\x0b\x0c\x1c\x1f\x85\xa0\u2028\u3000 \u03a3\u03c3AaZ\u0130\u00c9\u02b0\u0345\u00ad-_"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from(_TRICKY_CHARS), max_size=40) | st.text(max_size=40))
+def test_word_normalisation_matches_basic_english_on_any_line(word_tokenizer, text):
+    normalized = word_tokenizer.hf.normalizer.normalize_str(text.replace("\n", " "))
+    words = [piece for piece, _ in word_tokenizer.hf.pre_tokenizer.pre_tokenize_str(normalized)]
+    assert words == basic_english(text)
+
+
+def test_word_tokenizer_decodes_words_with_spaces_and_punctuation_attached():
     tok = train_tokenizer("word", "The king's men (all) said: no! Yes? Fine; good, \"ok\".\n" * 3, min_freq=3)
-    pieces = [tok.hf.id_to_token(i) for i in tok.encode("The KING's men.")]
-    assert pieces == ["the", "king", "'", "s", "men", "."]
-    assert tok.decode(tok.encode("the king's men (all) said: no!")) == "the king's men (all) said: no!"
+    assert tok.decode(tok.encode("the king's men (all) said: no!")) == "the king's men (all) said no!"
+    assert tok.decode(tok.encode('Fine; "good", ok.')) == "fine good, ok."
+
+
+def test_word_tokenizer_files_from_before_basic_english_still_load():
+    old = Tokenizer.from_file(DATA / "word-tokenizer-before-basic-english.json")
+    assert old.kind == "word" and old.eos_id is not None
+    # it keeps the tokenization it was trained with: `:`, `;` and `"` are tokens of its vocabulary
+    ids = old.encode('The king said: "no"; fine.\nyes')
+    assert [old.hf.id_to_token(i) for i in ids] == ["the", "king", "said", ":", '"', "no", '"', ";", "fine", ".",
+                                                    "<eos>", "yes"]
+    assert old.decode(ids) == 'the king said: " no "; fine.\nyes'  # its spacing, as before
 
 
 def test_word_tokenizer_min_freq_unk_and_eos_at_line_ends():
