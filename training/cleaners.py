@@ -1,8 +1,9 @@
 """Text cleaners: one function per kind of corpus, chosen by name (`data.cleaner`, `--cleaner`).
 
-Each takes the raw text and returns the cleaned text. `default` only normalises line endings and drops control
-characters, so a clean corpus such as TinyShakespeare passes through unchanged; `none` is the identity (WikiText
-word-level recipes train on the tokens exactly as published).
+Each takes the raw text and returns the cleaned text. `default` only normalises line endings and drops byte-order
+marks and control characters, so a clean corpus such as TinyShakespeare passes through unchanged; `none` is the
+identity (WikiText word-level recipes train on the tokens exactly as published). The others start with `default`
+and remove what their docstrings list.
 """
 
 from __future__ import annotations
@@ -28,8 +29,10 @@ def get_cleaner(name: str) -> Cleaner:
     return CLEANERS[name]
 
 
-# Control characters other than tab and newline (form feeds, NULs, stray escape codes in scraped text).
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+# Control characters (C0 and C1) other than tab and newline: form feeds, NULs, stray escape codes in scraped text.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# Line endings: Windows, old Mac and NEL (U+0085, EBCDIC's newline, the one line break among the C1 controls).
+_LINE_ENDING = re.compile(r"\r\n?|\x85")
 _MANY_BLANK_LINES = re.compile(r"\n{3,}")
 
 
@@ -40,7 +43,9 @@ def clean_none(text: str) -> str:
 
 @register_cleaner("default")
 def clean_default(text: str) -> str:
-    text = text.lstrip("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
+    """Line endings to `\\n`, byte-order marks out (also those of the second and later files of a directory, which
+    are joined before cleaning), control characters other than tab and newline out."""
+    text = _LINE_ENDING.sub("\n", text.replace("\ufeff", ""))
     return _CONTROL.sub("", text)
 
 
@@ -80,17 +85,42 @@ def clean_wikipedia(text: str) -> str:
 _SRT_INDEX = re.compile(r"^\s*\d+\s*$")
 _SRT_TIMING = re.compile(r"^\s*\d{1,2}:\d{2}:\d{2}[,.]\d{1,3}\s*-->\s*\d{1,2}:\d{2}:\d{2}[,.]\d{1,3}.*$")
 _MARKUP = re.compile(r"</?[a-zA-Z][^>]*>|\{\\[^}]*\}")  # <i>, <font ...>, {\an8}
+# Credit lines: "Subtitles by X", "Synced and corrected by X", "English subtitles: X", "Sync & corrections by X".
+_CREDIT_WORD = (r"(?:english\s+|original\s+|closed\s+)?(?:subtitles?|subtitled|subs|captions?|captioned|captioning|"
+                r"re-?sync(?:ed)?|sync(?:ed|hroni[sz]ed|hroni[sz]ation)?|corrected|corrections?|translated|"
+                r"translation|transcript|transcribed|ripped|encoded|timings?|timed)")
+_CREDIT = re.compile(rf"^\W*{_CREDIT_WORD}(?:\s*(?:,|and|&)\s*{_CREDIT_WORD})*\s*(?:by\b|:)", re.IGNORECASE)
+# Subtitle sites' adverts and sign-offs, wherever they are on the line.
+_SUBTITLE_ADVERT = re.compile(
+    r"opensubtitles|addic7ed|subscene|podnapisi|tvsubtitles|subtitlecat|\byify\b|"
+    r"advertise your (?:product|brand)|become (?:a )?vip member|rate this subtitle|"
+    r"downloaded\s+from\s+(?:https?://|www\.|\S+\.(?:com|org|net)\b)",
+    re.IGNORECASE,
+)
+_ONLY_AN_ADDRESS = re.compile(r"^\W*(?:https?://|www\.)\S+\W*$", re.IGNORECASE)
+
+
+def _is_subtitle_credit(line: str) -> bool:
+    return bool(_CREDIT.match(line) or _SUBTITLE_ADVERT.search(line) or _ONLY_AN_ADDRESS.match(line))
 
 
 @register_cleaner("subtitles")
 def clean_subtitles(text: str) -> str:
-    """SRT subtitles: drop cue numbers, timing lines and formatting tags; keep the spoken lines."""
-    text = clean_default(text)
+    """SRT subtitles: drop cue numbers (a number alone on the line before a timing line), timing lines, formatting
+    tags, and credit lines: a line that starts with a subtitling credit ("Subtitles by ...", "Synced and corrected
+    by ...", "Translation: ..."; also captions, sync, corrections, transcript, ripped, encoded, timing), a
+    subtitle site's name or advert ("Downloaded from www.opensubtitles.org", "Advertise your product or brand
+    here", "Please rate this subtitle"), or only a web address. Keep the spoken lines."""
+    lines = clean_default(text).split("\n")
     kept = []
-    for line in text.split("\n"):
-        if _SRT_INDEX.match(line) or _SRT_TIMING.match(line):
+    for i, line in enumerate(lines):
+        if _SRT_TIMING.match(line):
             continue
-        kept.append(_MARKUP.sub("", line).strip())
+        if _SRT_INDEX.match(line) and i + 1 < len(lines) and _SRT_TIMING.match(lines[i + 1]):
+            continue
+        line = _MARKUP.sub("", line).strip()
+        if not _is_subtitle_credit(line):
+            kept.append(line)
     return _tidy("\n".join(kept))
 
 
@@ -102,12 +132,10 @@ _SPEAKER = re.compile(r"^\s*(?:[A-Z][\w.'-]*)(?: [A-Z][\w.'-]*){0,3}\s*:(?:\s+|$
 @register_cleaner("dialogue")
 def clean_dialogue(text: str) -> str:
     """Scripts and transcripts: drop [stage directions] and the speaker labels that start lines."""
-    text = clean_default(text)
-    text = _STAGE_DIRECTION.sub("", text)
     kept = []
-    for line in text.split("\n"):
-        stripped = _SPEAKER.sub("", line, count=1)
-        if line.strip() and not stripped.strip():  # a label alone on its line goes away entirely
+    for line in clean_default(text).split("\n"):
+        stripped = _SPEAKER.sub("", _STAGE_DIRECTION.sub("", line), count=1)
+        if line.strip() and not stripped.strip():  # a label or a direction alone on its line goes away entirely
             continue
         kept.append(_MANY_SPACES.sub(" ", stripped).strip())
     return _tidy("\n".join(kept))
@@ -120,13 +148,19 @@ _GUTENBERG_END = re.compile(
 )
 
 
+# The transcriber's credit paragraph that often opens the text after the START marker.
+_GUTENBERG_PRODUCED_BY = re.compile(r"\A\s*(?:Produced|Prepared|Transcribed|E-?text prepared) by\b.*?(?:\n\s*\n|\Z)",
+                                    re.IGNORECASE | re.DOTALL)
+
+
 @register_cleaner("gutenberg")
 def clean_gutenberg(text: str) -> str:
-    """Project Gutenberg e-books: keep only the text between the START and END markers (no header, no licence)."""
+    """Project Gutenberg e-books: keep only the text between the START and END markers (no header, no licence),
+    without the "Produced by ..." credit paragraph that often opens it."""
     text = clean_default(text)
     start = _GUTENBERG_START.search(text)
     if start:
-        text = text[start.end():]
+        text = _GUTENBERG_PRODUCED_BY.sub("", text[start.end():], count=1)
     end = _GUTENBERG_END.search(text)
     if end:
         text = text[: end.start()]
