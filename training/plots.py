@@ -10,6 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 
 from lm.atomic import atomic_write_bytes  # noqa: E402
 
@@ -49,20 +50,27 @@ def loss_histogram(nll: np.ndarray, path: Path) -> None:
 
 
 def reliability_diagram(confidence: np.ndarray, accuracy: np.ndarray, counts: np.ndarray, path: Path) -> None:
-    """Calibration: accuracy of the top-1 token against its probability, per confidence bin."""
+    _save(reliability_figure(confidence, accuracy, counts), path)
+
+
+def reliability_figure(confidence: np.ndarray, accuracy: np.ndarray, counts: np.ndarray) -> Figure:
+    """Calibration: per confidence bin (of `metrics.TokenStats.reliability`), the top-1 accuracy as a bar over the
+    bin and as a point at the bin's mean top-1 probability; a calibrated model's points lie on the diagonal."""
     bins = len(counts)
     centers = (np.arange(bins) + 0.5) / bins
     filled = counts > 0
     fig, ax = plt.subplots(figsize=(5, 5))
     ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfect calibration")
-    ax.bar(centers[filled], accuracy[filled], width=1 / bins, alpha=0.7, edgecolor="black", label="accuracy")
-    ax.plot(confidence[filled], accuracy[filled], marker="o", color="tab:red", label="mean confidence")
+    ax.bar(centers[filled], accuracy[filled], width=1 / bins, alpha=0.7, edgecolor="black",
+           label="accuracy per bin")
+    ax.plot(confidence[filled], accuracy[filled], marker="o", color="tab:red",
+            label="accuracy at the bin's mean confidence")
     ax.set_xlabel("top-1 probability")
     ax.set_ylabel("top-1 accuracy")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.legend(loc="upper left")
-    _save(fig, path)
+    return fig
 
 
 def confidence_histogram(top_prob: np.ndarray, path: Path) -> None:
