@@ -62,6 +62,27 @@ def _samples(model_dir: Path, chars_per_token: float) -> list[tuple[str, dict[st
     return samples
 
 
+_FIGURES = (
+    ("loss", lambda e: f"{e['loss']:.4f} nats/token"),
+    ("loss per character", lambda e: f"{e['loss'] * e['tokens'] / e['characters']:.4f} nats/char"),
+    ("bits per character", lambda e: f"{e['bits_per_char']:.4f}"),
+    ("perplexity", lambda e: f"{e['perplexity']:.3f} (per token)"),
+    ("tokens / characters", lambda e: f"{e['tokens']:,} / {e['characters']:,}"),
+    ("mean top-token probability", lambda e: f"{e['avg_top_token_prob']:.3f}"),
+    ("calibration error (ECE)", lambda e: f"{e['ece']:.4f}"),
+)
+
+
+def _figures_table(evaluation: dict[str, Any]) -> list[str]:
+    """Markdown rows of evaluation.json's figures: one value column, or one per split for `--split all`."""
+    columns = evaluation["splits"] if "splits" in evaluation else {"value": evaluation}
+    lines = ["| figure | " + " | ".join(columns) + " |", "| --- |" + " --- |" * len(columns)]
+    for label, shown in _FIGURES:
+        cells = ["empty" if figures.get("empty") else shown(figures) for figures in columns.values()]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def render_card(model_dir: str | Path) -> str:
     model_dir = Path(model_dir)
     config = read_config(model_dir)
@@ -112,15 +133,7 @@ def render_card(model_dir: str | Path) -> str:
             f"Evaluated with `{evaluation.get('command', 'python -m training evaluate')}` on "
             f"{evaluation.get('data', 'the validation text')}:",
             "",
-            "| figure | value |",
-            "| --- | --- |",
-            f"| loss | {evaluation['loss']:.4f} nats/token |",
-            f"| loss per character | {evaluation['loss'] * evaluation['tokens'] / evaluation['characters']:.4f} nats/char |",
-            f"| bits per character | {evaluation['bits_per_char']:.4f} |",
-            f"| perplexity | {evaluation['perplexity']:.3f} (per token) |",
-            f"| tokens / characters | {evaluation['tokens']:,} / {evaluation['characters']:,} |",
-            f"| mean top-token probability | {evaluation['avg_top_token_prob']:.3f} |",
-            f"| calibration error (ECE) | {evaluation['ece']:.4f} |",
+            *_figures_table(evaluation),
             "",
         ]
     else:

@@ -67,8 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
                             description="Evaluate a model directory on a text.")
     p.add_argument("model_dir", metavar="MODEL_DIR")
     p.add_argument("--data", required=True, help="file, directory or corpus name to evaluate on")
-    p.add_argument("--split", choices=("train", "valid", "test"),
-                   help="evaluate only this part (cut as in the model's training); default: the whole text")
+    p.add_argument("--split", choices=("train", "valid", "test", "all"),
+                   help="evaluate only this part (cut as in the model's training), or all three in one table; "
+                        "default: the whole text")
     p.add_argument("--cleaner", help="cleaner for the text (default: the one the model was trained with)")
     p.add_argument("--output", help="JSON results file (default: MODEL_DIR/evaluation.json)")
     p.add_argument("--plots", metavar="DIR", help="also write loss, confidence and calibration plots here")
@@ -149,10 +150,14 @@ def _is_main_process() -> bool:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from training.evaluate import evaluate_model, format_table, write_json
+    from training.evaluate import evaluate_model, evaluate_splits, format_table, write_json
 
-    result = evaluate_model(args.model_dir, args.data, split=args.split, cleaner=args.cleaner, device=args.device,
-                            samples=args.samples, plots_dir=args.plots)
+    if args.split == "all":
+        result = evaluate_splits(args.model_dir, args.data, cleaner=args.cleaner, device=args.device,
+                                 samples=args.samples, plots_dir=args.plots)
+    else:
+        result = evaluate_model(args.model_dir, args.data, split=args.split, cleaner=args.cleaner,
+                                device=args.device, samples=args.samples, plots_dir=args.plots)
     result["command"] = "python -m training " + shlex.join(args.argv)
     output = args.output or str(Path(args.model_dir) / "evaluation.json")
     write_json(result, output)

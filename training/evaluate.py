@@ -3,7 +3,8 @@
 The LSTM reads the whole text as one stream, carrying its state; the GPT reads it in windows of its context with
 a stride of half the context, so every token after the first window has at least half a context before it.
 `bits_per_char` = loss x tokens / (characters x ln 2), with the characters of the evaluated text, so char, word and
-BPE models compare on the same scale.
+BPE models compare on the same scale. `--split all` scores the train, validation and test parts one after the other
+into one table (`splits` in the JSON); a part that the model's split fractions leave empty is reported as empty.
 """
 
 from __future__ import annotations
@@ -16,26 +17,31 @@ import numpy as np
 import torch
 
 from lm import load
-from lm.checkpoint import load_model_dir
+from lm.checkpoint import LoadedModel, load_model_dir
 from training import plots
 from training.config import DataConfig
 from training.data import load_corpus, load_text
 from training.metrics import TokenStats, distinct_n, repetition_rate
 from training.scoring import score_gpt, score_lstm
 
+SPLITS = ("train", "valid", "test")
 TABLE_KEYS = ("loss", "perplexity", "bits_per_char", "tokens", "characters", "loss_std", "avg_top_token_prob",
               "avg_entropy", "low_confidence_ratio", "ece")
+
+
+def _recorded_data(config: dict, cleaner: str | None) -> tuple[str, list[float]]:
+    """The cleaner (unless given) and split fractions the model's training run used."""
+    recorded = ((config.get("training") or {}).get("config") or {}).get("data") or {}
+    return cleaner or recorded.get("cleaner") or "default", list(recorded.get("split") or [0.9, 0.1, 0.0])
 
 
 def evaluation_text(config: dict, data: str, split: str | None, cleaner: str | None) -> tuple[str, str]:
     """The text to evaluate and a description of it. Without `split`: all of `data`. With it: that part, cut as
     the model's training run cut its data (its recorded split fractions and cleaner)."""
-    recorded = ((config.get("training") or {}).get("config") or {}).get("data") or {}
-    cleaner = cleaner or recorded.get("cleaner") or "default"
+    cleaner, fractions = _recorded_data(config, cleaner)
     if split is None:
         return load_text(data, cleaner), f"{data} (whole, cleaner {cleaner})"
-    fractions = recorded.get("split") or [0.9, 0.1, 0.0]
-    corpus = load_corpus(DataConfig(source=data, cleaner=cleaner, split=list(fractions)))
+    corpus = load_corpus(DataConfig(source=data, cleaner=cleaner, split=fractions))
     text = corpus.part(split)
     if not text:
         raise ValueError(f"the {split} split of {data} is empty (split fractions {fractions})")
@@ -45,11 +51,44 @@ def evaluation_text(config: dict, data: str, split: str | None, cleaner: str | N
 def evaluate_model(model_dir: str, data: str, split: str | None = None, cleaner: str | None = None,
                    device: str = "cpu", stride: int | None = None, samples: int = 4, sample_tokens: int = 120,
                    plots_dir: str | None = None, seed: int = 0) -> dict[str, Any]:
+    """The figures of one text: all of `data`, or one `split` of it."""
     loaded = load_model_dir(model_dir, device=device)
     text, description = evaluation_text(loaded.config, data, split, cleaner)
+    result: dict[str, Any] = {"model": str(model_dir), "data": description}
+    result.update(_text_figures(loaded, model_dir, text, data, device, stride, samples, sample_tokens, plots_dir,
+                                seed))
+    return result
+
+
+def evaluate_splits(model_dir: str, data: str, cleaner: str | None = None, device: str = "cpu",
+                    stride: int | None = None, samples: int = 4, sample_tokens: int = 120,
+                    plots_dir: str | None = None, seed: int = 0) -> dict[str, Any]:
+    """The figures of the train, valid and test parts of `data`, cut as the model's training run cut its data,
+    under `splits`; a part those fractions leave empty is `{"empty": true}`. Plots go to `plots_dir/<split>/`."""
+    loaded = load_model_dir(model_dir, device=device)
+    cleaner, fractions = _recorded_data(loaded.config, cleaner)
+    corpus = load_corpus(DataConfig(source=data, cleaner=cleaner, split=fractions))
+    result: dict[str, Any] = {"model": str(model_dir),
+                              "data": f"{data} (train, valid and test splits: {corpus.split}, cleaner {cleaner})",
+                              "splits": {}}
+    for split in SPLITS:
+        text = corpus.part(split)
+        if not text:
+            result["splits"][split] = {"empty": True}
+            continue
+        split_plots = str(Path(plots_dir) / split) if plots_dir else None
+        result["splits"][split] = _text_figures(loaded, model_dir, text, f"the {split} split of {data}", device,
+                                                stride, samples, sample_tokens, split_plots, seed)
+    return result
+
+
+def _text_figures(loaded: LoadedModel, model_dir: str, text: str, name: str, device: str, stride: int | None,
+                  samples: int, sample_tokens: int, plots_dir: str | None, seed: int) -> dict[str, Any]:
+    """Scores, diversity of sampled continuations and (with `plots_dir`) the plots of one text (`name` says which,
+    for errors)."""
     ids = loaded.tokenizer.encode_corpus(text)
     if len(ids) < 2:
-        raise ValueError(f"{data}: the text to evaluate has fewer than two tokens")
+        raise ValueError(f"{name}: the text to evaluate has fewer than two tokens")
     model = loaded.model.eval()
     stats = TokenStats(detailed=True)
     if loaded.model_type == "gpt":
@@ -57,9 +96,8 @@ def evaluate_model(model_dir: str, data: str, split: str | None = None, cleaner:
         score_gpt(model, ids, stats, device, stride=stride or max(1, context // 2))
     else:
         score_lstm(model, ids, stats, device, streams=1, chunk=256)
-    result: dict[str, Any] = {"model": str(model_dir), "data": description}
-    result.update(stats.summary(characters=len(text)))
-    result["generation"] = generation_diversity(model_dir, text, device, samples, sample_tokens, seed)
+    figures: dict[str, Any] = stats.summary(characters=len(text))
+    figures["generation"] = generation_diversity(model_dir, text, device, samples, sample_tokens, seed)
     if plots_dir:
         out = Path(plots_dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -67,8 +105,8 @@ def evaluate_model(model_dir: str, data: str, split: str | None = None, cleaner:
         plots.loss_histogram(nll, out / "loss_histogram.png")
         plots.reliability_diagram(*stats.reliability(), out / "calibration.png")
         plots.confidence_histogram(np.concatenate(stats.top_prob_samples), out / "confidence_histogram.png")
-        result["plots"] = [str(out / n) for n in ("loss_histogram.png", "calibration.png", "confidence_histogram.png")]
-    return result
+        figures["plots"] = [str(out / n) for n in ("loss_histogram.png", "calibration.png", "confidence_histogram.png")]
+    return figures
 
 
 def generation_diversity(model_dir: str, text: str, device: str, samples: int, tokens: int,
@@ -94,15 +132,29 @@ def generation_diversity(model_dir: str, text: str, device: str, samples: int, t
 
 
 def format_table(result: dict[str, Any]) -> str:
-    rows = [(key, result[key]) for key in TABLE_KEYS if key in result]
-    rows += [(f"generation.{k}", v) for k, v in result.get("generation", {}).items()
-             if k in ("distinct_1", "distinct_2", "repetition_rate")]
-    width = max(len(k) for k, _ in rows)
+    """The figures as a table: one column, or one per split (train, valid, test) for `evaluate_splits`."""
+    columns = result["splits"] if "splits" in result else {"": result}
+    rows = [key for key in TABLE_KEYS if any(key in figures for figures in columns.values())]
+    rows += [f"generation.{key}" for key in ("distinct_1", "distinct_2", "repetition_rate")
+             if any(key in figures.get("generation", {}) for figures in columns.values())]
+    width = max(len(key) for key in rows)
     lines = [f"{result['model']}  on  {result['data']}"]
-    for key, value in rows:
-        shown = f"{value:,}" if isinstance(value, int) else f"{value:.4f}"
-        lines.append(f"  {key:<{width}}  {shown:>12}")
+    if "splits" in result:
+        lines.append(f"  {'':<{width}}" + "".join(f"  {name:>12}" for name in columns))
+    for key in rows:
+        cells = [_cell(figures, key) for figures in columns.values()]
+        lines.append(f"  {key:<{width}}" + "".join(f"  {cell:>12}" for cell in cells))
     return "\n".join(lines)
+
+
+def _cell(figures: dict[str, Any], key: str) -> str:
+    if figures.get("empty"):
+        return "empty"
+    group, _, name = key.rpartition(".")
+    value = (figures.get(group) or {}).get(name) if group else figures.get(key)
+    if value is None:
+        return ""
+    return f"{value:,}" if isinstance(value, int) else f"{value:.4f}"
 
 
 def write_json(result: dict[str, Any], path: str) -> None:

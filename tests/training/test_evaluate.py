@@ -1,0 +1,81 @@
+"""`evaluate --split all`: the train, validation and test figures in one table and one JSON."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import shutil
+
+import pytest
+
+from training.card import render_card
+from training.cli import main
+
+TEXT = "".join(f"line {i}: the old king fears the river.\n" for i in range(120))
+
+
+def _with_recorded_split(trained_gpt, tmp_path, fractions):
+    """A copy of the tiny model whose training run is recorded as having cut its data by `fractions`."""
+    model_dir = tmp_path / "model"
+    shutil.copytree(trained_gpt, model_dir)
+    config = json.loads((model_dir / "config.json").read_text())
+    config["training"]["config"]["data"]["split"] = fractions
+    (model_dir / "config.json").write_text(json.dumps(config))
+    return model_dir
+
+
+@pytest.mark.slow
+def test_split_all_reports_the_three_parts_and_matches_single_splits(tmp_path, trained_gpt, capsys):
+    model_dir = _with_recorded_split(trained_gpt, tmp_path, [0.6, 0.25, 0.15])
+    data = tmp_path / "corpus.txt"
+    data.write_text(TEXT)
+    every, valid = tmp_path / "all.json", tmp_path / "valid.json"
+    assert main(["evaluate", str(model_dir), "--data", str(data), "--split", "valid", "--output", str(valid),
+                 "--samples", "1"]) == 0
+    capsys.readouterr()
+    args = ["evaluate", str(model_dir), "--data", str(data), "--split", "all", "--output", str(every),
+            "--samples", "1", "--plots", str(tmp_path / "plots")]
+    assert main(args) == 0
+    table = capsys.readouterr().out
+    result = json.loads(every.read_text())
+    splits = result["splits"]
+    assert list(splits) == ["train", "valid", "test"]
+    n = len(TEXT)
+    assert [splits[s]["characters"] for s in splits] == [int(n * 0.6), int(n * 0.85) - int(n * 0.6),
+                                                         int(n * 1.0) - int(n * 0.85)]
+    single = json.loads(valid.read_text())
+    assert splits["valid"]["loss"] == pytest.approx(single["loss"], rel=1e-9)
+    assert splits["valid"]["tokens"] == single["tokens"]
+    assert splits["train"]["loss"] != splits["test"]["loss"]
+    assert "train, valid and test splits" in result["data"]
+    assert result["command"] == "python -m training " + shlex.join(args)
+    header = next(line for line in table.splitlines() if line.split() == ["train", "valid", "test"])
+    loss_row = next(line for line in table.splitlines() if line.split()[0] == "loss").split()
+    assert header and [float(x) for x in loss_row[1:]] == [round(splits[s]["loss"], 4) for s in splits]
+    assert {p.name for p in (tmp_path / "plots").iterdir()} == {"train", "valid", "test"}
+    assert (tmp_path / "plots" / "test" / "calibration.png").is_file()
+
+
+@pytest.mark.slow
+def test_split_all_says_a_split_is_empty_instead_of_showing_zero(tmp_path, trained_gpt, capsys):
+    data = tmp_path / "corpus.txt"
+    data.write_text(TEXT)
+    output = tmp_path / "all.json"
+    # the tiny model trained on an 80/20 split: no test part
+    assert main(["evaluate", str(trained_gpt), "--data", str(data), "--split", "all", "--output", str(output),
+                 "--samples", "1"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    splits = json.loads(output.read_text())["splits"]
+    assert splits["test"] == {"empty": True}
+    assert splits["train"]["characters"] == int(len(TEXT) * 0.8) and splits["valid"]["characters"] > 0
+    rows = [line.split() for line in table if line.startswith("  ") and line.split()[0] != "train"]
+    assert rows and all(row[-1] == "empty" for row in rows)  # the test column, every row
+    assert not any(row[-1] in ("0", "0.0000") for row in rows)
+    # the model card shows the three columns, the empty one as empty
+    model_dir = tmp_path / "model"
+    shutil.copytree(trained_gpt, model_dir)
+    shutil.copy(output, model_dir / "evaluation.json")
+    card = render_card(model_dir)
+    assert "| figure | train | valid | test |" in card
+    assert f"| loss | {splits['train']['loss']:.4f} nats/token | {splits['valid']['loss']:.4f} nats/token | empty |" \
+        in card
