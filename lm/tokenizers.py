@@ -187,7 +187,7 @@ def _detect_kind(spec: dict) -> str:
     if model_type == "WordLevel":
         normalizer = spec.get("normalizer") or {}
         # Older word files have a bare Lowercase normalizer, newer ones a Sequence holding one; char has none.
-        parts = normalizer.get("normalizers", [normalizer]) if normalizer.get("type") == "Sequence" else [normalizer]
+        parts = normalizer.get("normalizers", []) if normalizer.get("type") == "Sequence" else [normalizer]
         return "word" if any(part.get("type") == "Lowercase" for part in parts) else "char"
     raise ValueError(f"unsupported tokenizer model {model_type!r} (expected char, word or bpe)")
 

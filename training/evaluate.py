@@ -105,7 +105,8 @@ def _text_figures(loaded: LoadedModel, model_dir: str, text: str, name: str, dev
         plots.loss_histogram(nll, out / "loss_histogram.png")
         plots.reliability_diagram(*stats.reliability(), out / "calibration.png")
         plots.confidence_histogram(np.concatenate(stats.top_prob_samples), out / "confidence_histogram.png")
-        figures["plots"] = [str(out / n) for n in ("loss_histogram.png", "calibration.png", "confidence_histogram.png")]
+        names = ("loss_histogram.png", "calibration.png", "confidence_histogram.png")
+        figures["plots"] = [str(out / name) for name in names]
     return figures
 
 

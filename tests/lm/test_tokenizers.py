@@ -76,7 +76,9 @@ def test_word_vocabulary_is_basic_englishs_tokens():
     assert set(train_tokenizer("word", text).hf.get_vocab()) == expected
 
 
-_TRICKY_CHARS = "'\".<br />,()!?;:\t\n\r\x0b\x0c\x1c\x1f\x85\xa0\u2028\u3000 \u03a3\u03c3AaZ\u0130\u00c9\u02b0\u0345\u00ad-_"
+_TRICKY_CHARS = ("'\".<br />,()!?;:"  # the rules' characters
+                 "\t\n\r\x0b\x0c\x1c\x1f\x85\xa0\u2028\u3000 "  # Python's whitespace, some of it beyond ASCII
+                 "\u03a3\u03c3AaZ\u0130\u00c9\u02b0\u0345\u00ad-_")  # sigmas, cased and case-ignorable letters
 
 
 @settings(max_examples=300, deadline=None)

@@ -77,5 +77,5 @@ def test_split_all_says_a_split_is_empty_instead_of_showing_zero(tmp_path, train
     shutil.copy(output, model_dir / "evaluation.json")
     card = render_card(model_dir)
     assert "| figure | train | valid | test |" in card
-    assert f"| loss | {splits['train']['loss']:.4f} nats/token | {splits['valid']['loss']:.4f} nats/token | empty |" \
-        in card
+    train_loss, valid_loss = splits["train"]["loss"], splits["valid"]["loss"]
+    assert f"| loss | {train_loss:.4f} nats/token | {valid_loss:.4f} nats/token | empty |" in card
