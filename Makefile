@@ -8,7 +8,7 @@ PORT ?= 5000
 
 help:
 	@echo "make run    - create .venv, install requirements, serve the default model on http://localhost:$(PORT)"
-	@echo "make test   - install dev requirements and run the whole test suite"
+	@echo "make test   - install dev requirements, get a Chromium for the browser tests, run the whole test suite"
 	@echo "make train  - retrain both shipped models (data from SCRIPTORIUM_DATA or downloaded)"
 	@echo "make bench  - run the generation benchmark"
 
@@ -25,7 +25,9 @@ $(VENV)/.dev: requirements-dev.txt requirements.txt $(VENV)/.runtime
 run: $(VENV)/.runtime
 	PORT=$(PORT) $(PY) app.py
 
+# First a Chromium for the browser tests where the machine allows one (tests/app/browser.py says which, or why not).
 test: $(VENV)/.dev
+	@$(PY) -m tests.app.browser
 	$(PY) -m pytest
 
 # Each shipped model: train (one core each, both at once: small models train faster per core on one thread),

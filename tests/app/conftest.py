@@ -109,3 +109,19 @@ def app(models_dir: Path, monkeypatch: pytest.MonkeyPatch):
 @pytest.fixture
 def client(app):
     return app.test_client()
+
+
+BROWSER_TESTS = "tests/app/test_app_browser.py"
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """One line, at the very end, when the browser tests were skipped, and why (the skip reasons above are easy to
+    miss among the others)."""
+    skipped = [r for r in terminalreporter.stats.get("skipped", []) if r.nodeid.startswith(BROWSER_TESTS)]
+    if not skipped:
+        return
+    longrepr = skipped[0].longrepr
+    reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+    reason = reason.removeprefix("Skipped: ")
+    terminalreporter.write_line(f"browser tests skipped ({len(skipped)} of {BROWSER_TESTS}): {reason}", yellow=True,
+                                bold=True)

@@ -1,36 +1,31 @@
-"""The playground in headless Chromium (Debian's `chromium`, driven by Playwright's Python package),
-against the
-real waitress server: type a prompt, stream a generation, see a field error, and model-controlled HTML
-stays text."""
+"""The playground in headless Chromium (driven by Playwright's Python package) against the real waitress server:
+type a prompt, stream a generation, see a field error, and model-controlled HTML stays text. Which Chromium:
+tests/app/browser.py (`make test` gets one where the machine allows; without one these tests are skipped and the
+run's summary says why)."""
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
 import pytest
 import requests
 
-CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
+from tests.app.browser import CHROMIUM_ARGS, find_chromium
+from tests.app.servers import Server
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)"),
-]
-sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
-
-from tests.app.servers import Server  # noqa: E402
+pytestmark = pytest.mark.slow
 
 XSS = "<img src=x onerror=alert(1)>"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def chromium() -> Path:
+    """Found first (autouse), so without a browser no server is started for nothing."""
+    path, what = find_chromium()
+    if path is None:
+        pytest.skip(f"{what}; `make test` installs one where the machine allows")
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -44,9 +39,11 @@ def server(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+def browser(chromium):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
         yield browser
         browser.close()
 
