@@ -58,25 +58,26 @@ def ensure_chromium() -> tuple[Path | None, str]:
     if path is not None or os.environ.get("CHROMIUM") or not _playwright_installed():
         return path, what
     tried = []
-    as_root_with_apt = hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get") is not None
-    if _install([sys.executable, "-m", "playwright", "install", "chromium"]):
-        path, what = find_chromium()
-        if path is not None:
-            return path, what
-        tried.append("Playwright's download does not run here (system libraries missing?)")
-    else:
-        tried.append("Playwright's download failed (no network to its CDN?)")
-    if as_root_with_apt:
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        updated = _install(["apt-get", "update", "-qq"], env)
-        if updated and _install(["apt-get", "install", "-y", "-qq", "chromium"], env):
+    for name, commands, env in _installers():
+        if all(_install(command, env) for command in commands):
             path, what = find_chromium()
             if path is not None:
                 return path, what
-        tried.append("apt-get install chromium failed")
-    else:
-        tried.append("not root with apt-get, so no system package")
+            tried.append(f"{name} gave a Chromium that does not run here (system libraries missing?)")
+        else:
+            tried.append(f"{name} failed")
     return None, f"{NONE_FOUND}; {'; '.join(tried)}"
+
+
+def _installers() -> list[tuple[str, list[list[str]], dict[str, str] | None]]:
+    """(name, commands, environment) of each way this machine may get a Chromium, in order of preference."""
+    installers = [("Playwright's download (needs its CDN)",
+                   [[sys.executable, "-m", "playwright", "install", "chromium"]], None)]
+    if hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get"):
+        installers.append(("apt-get install chromium",
+                           [["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "chromium"]],
+                           {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}))
+    return installers
 
 
 def _playwright_installed() -> bool:
