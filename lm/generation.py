@@ -17,11 +17,29 @@ from typing import Any
 import torch
 
 from lm.checkpoint import LoadedModel, load_model_dir
+from lm.checks import OptionError
+from lm.options import (
+    FINISHED_BY_EOS,
+    FINISHED_BY_LENGTH,
+    FINISHED_BY_STOP,
+    FINISHED_BY_TIME_LIMIT,
+    MAX_NEW_TOKENS,
+    NUM_RETURN_SEQUENCES,
+    OPTIONS,
+    PROMPT,
+    REPETITION_PENALTY,
+    SEED,
+    STOP,
+    STOP_AT_EOS,
+    TEMPERATURE,
+    TIME_LIMIT,
+    TOP_ALTERNATIVES,
+    TOP_K,
+    TOP_P,
+)
 from lm.sampling import ProcessorChain
 from lm.tokenizers import Tokenizer
 
-FINISH_REASONS = ("length", "eos", "stop", "time_limit")
-MAX_SEED = 2**63
 DRAWN_SEED_LIMIT = 2**53  # drawn seeds stay exact in JavaScript numbers (the browser UI shows and reuses them)
 
 
@@ -70,40 +88,25 @@ class GenerationResult:
 
 @dataclass
 class GenerationOptions:
-    max_new_tokens: int = 100
-    temperature: float = 1.0
-    top_k: int = 0
-    top_p: float = 1.0
-    repetition_penalty: float = 1.0
-    seed: int | None = None
-    stop: Sequence[str] = ()
-    num_return_sequences: int = 1
-    stop_at_eos: bool = True
-    top_alternatives: int = 0
-    time_limit: float | None = None
+    """The options of one generation, checked against their definitions in lm.options (defaults from there too)."""
+
+    max_new_tokens: int = MAX_NEW_TOKENS.default
+    temperature: float = TEMPERATURE.default
+    top_k: int = TOP_K.default
+    top_p: float = TOP_P.default
+    repetition_penalty: float = REPETITION_PENALTY.default
+    seed: int | None = SEED.default
+    stop: Sequence[str] = STOP.default
+    num_return_sequences: int = NUM_RETURN_SEQUENCES.default
+    stop_at_eos: bool = STOP_AT_EOS.default
+    top_alternatives: int = TOP_ALTERNATIVES.default
+    time_limit: float | None = TIME_LIMIT.default
 
     def __post_init__(self) -> None:
-        _int_at_least("max_new_tokens", self.max_new_tokens, 0)
-        _int_at_least("num_return_sequences", self.num_return_sequences, 1)
-        _int_at_least("top_alternatives", self.top_alternatives, 0)
-        if self.seed is not None:
-            _int_at_least("seed", self.seed, 0)
-            if self.seed >= MAX_SEED:
-                raise ValueError(f"seed must be an integer in [0, 2**63), got {self.seed}")
-        if isinstance(self.stop, str):
+        if isinstance(self.stop, str):  # one stop string given on its own
             self.stop = [self.stop]
-        if not isinstance(self.stop, (list, tuple)) or not all(isinstance(s, str) and s for s in self.stop):
-            raise ValueError("stop must be a list of non-empty strings")
-        if not isinstance(self.stop_at_eos, bool):
-            raise ValueError(f"stop_at_eos must be true or false, got {self.stop_at_eos!r}")
-        if self.time_limit is not None:
-            if isinstance(self.time_limit, bool) or not isinstance(self.time_limit, (int, float)) or not self.time_limit > 0:
-                raise ValueError(f"time_limit must be a number of seconds > 0, got {self.time_limit!r}")
-
-
-def _int_at_least(name: str, value: Any, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        for option in OPTIONS:
+            setattr(self, option.name, option.check(getattr(self, option.name)))
 
 
 class _TextTracker:
@@ -174,7 +177,6 @@ class Generator:
     """A loaded model directory, ready to continue prompts. Safe to share between threads."""
 
     def __init__(self, loaded: LoadedModel, device: str | torch.device = "cpu") -> None:
-        self.loaded = loaded
         self.model = loaded.model
         self.tokenizer = loaded.tokenizer
         self.config = loaded.config
@@ -193,21 +195,18 @@ class Generator:
 
     def stream(self, prompt: str = "", **options: Any) -> GenerationStream:
         """Validates the options at once (ValueError), then generates lazily as the stream is iterated."""
-        if not isinstance(prompt, str):
-            raise ValueError(f"prompt must be a string, got {type(prompt).__name__}")
-        try:
-            prompt.encode("utf-8")
-        except UnicodeEncodeError:
-            raise ValueError("prompt must be valid Unicode text (it holds a lone surrogate)") from None
+        PROMPT.check(prompt)
         try:
             opts = GenerationOptions(**options)
         except TypeError:
-            unknown = sorted(set(options) - set(GenerationOptions.__dataclass_fields__))
-            raise ValueError(
-                f"unknown option(s) {', '.join(unknown)}; allowed: {', '.join(GenerationOptions.__dataclass_fields__)}"
-            ) from None
+            allowed = [option.name for option in OPTIONS]
+            unknown = sorted(set(options) - set(allowed))
+            raise OptionError(unknown[0], f"is an unknown option; allowed: {', '.join(allowed)}") from None
         if opts.top_alternatives > self.tokenizer.vocab_size:
-            raise ValueError(f"top_alternatives must be at most the vocabulary size {self.tokenizer.vocab_size}")
+            raise OptionError(
+                "top_alternatives", f"must be at most the vocabulary size {self.tokenizer.vocab_size}, got "
+                f"{opts.top_alternatives}"
+            )
         suppress = [self.tokenizer.unk_id] if self.tokenizer.unk_id is not None else []
         chain = ProcessorChain(opts.temperature, opts.top_k, opts.top_p, opts.repetition_penalty, suppress)
         seed = opts.seed if opts.seed is not None else int.from_bytes(os.urandom(8), "little") % DRAWN_SEED_LIMIT
@@ -218,7 +217,7 @@ class Generator:
         prompt_ids = self.tokenizer.encode(prompt)
         batch = opts.num_return_sequences
         trackers = [_TextTracker(self.tokenizer, opts.stop) for _ in range(batch)]
-        choices = [Choice(text="", finish_reason="length") for _ in range(batch)]
+        choices = [Choice(text="", finish_reason=FINISHED_BY_LENGTH) for _ in range(batch)]
         rng = torch.Generator().manual_seed(seed)
         window = self._window(prompt_ids or [self.tokenizer.start_id])
         with torch.inference_mode():
@@ -243,17 +242,17 @@ class Generator:
                     token_id = chosen_ids[b]
                     reason = None
                     if opts.stop_at_eos and token_id == self.tokenizer.eos_id:
-                        reason = "eos"
+                        reason = FINISHED_BY_EOS
                     elif out_of_time:
-                        reason = "time_limit"
+                        reason = FINISHED_BY_TIME_LIMIT
                     elif last_step:
-                        reason = "length"
-                    if reason == "eos":
+                        reason = FINISHED_BY_LENGTH
+                    if reason == FINISHED_BY_EOS:
                         text, stopped = trackers[b].flush(), False
                     else:
                         text, stopped = trackers[b].push(token_id, last=reason is not None)
                     if stopped:
-                        reason = "stop"
+                        reason = FINISHED_BY_STOP
                     event = TokenEvent(b, token_id, text, chosen_logprobs[b])
                     if opts.top_alternatives:
                         event.alternatives = self._alternatives(log_probs[b], opts.top_alternatives)

@@ -10,14 +10,8 @@ from collections.abc import Iterable, Sequence
 
 import torch
 
-
-def _number(name: str, value, allow_int_only: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (allow_int_only and not isinstance(value, int)):
-        kind = "an integer" if allow_int_only else "a number"
-        raise ValueError(f"{name} must be {kind}, got {value!r}")
-    if value != value or value in (float("inf"), float("-inf")):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    return value
+from lm.checks import OptionError
+from lm.options import REPETITION_PENALTY, TEMPERATURE, TOP_K, TOP_P
 
 
 class SuppressTokens:
@@ -32,22 +26,12 @@ class SuppressTokens:
         return logits
 
 
-# Outside these, float32 logits overflow to inf and sampling would see NaN probabilities.
-MIN_TEMPERATURE, MAX_TEMPERATURE = 1e-3, 100.0
-MIN_PENALTY, MAX_PENALTY = 1e-3, 100.0
-
-
 class RepetitionPenalty:
     """CTRL's penalty (Keskar et al. 2019): logits of tokens already in the sequence are divided by `penalty`
     when positive and multiplied by it when negative. 1.0 leaves logits unchanged."""
 
     def __init__(self, penalty: float) -> None:
-        penalty = _number("repetition_penalty", penalty)
-        if not MIN_PENALTY <= penalty <= MAX_PENALTY:
-            raise ValueError(
-                f"repetition_penalty must be in [{MIN_PENALTY:g}, {MAX_PENALTY:g}] (1.0 = off), got {penalty}"
-            )
-        self.penalty = float(penalty)
+        self.penalty = REPETITION_PENALTY.check(penalty)
 
     def __call__(self, logits: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
         if self.penalty == 1.0 or history.shape[1] == 0:
@@ -58,13 +42,12 @@ class RepetitionPenalty:
 
 
 class Temperature:
+    """Divides the logits by the temperature. Temperature 0 (greedy decoding) is `ProcessorChain`'s, not this."""
+
     def __init__(self, temperature: float) -> None:
-        temperature = _number("temperature", temperature)
-        if not MIN_TEMPERATURE <= temperature <= MAX_TEMPERATURE:
-            raise ValueError(
-                f"temperature must be 0 (greedy) or in [{MIN_TEMPERATURE:g}, {MAX_TEMPERATURE:g}], got {temperature}"
-            )
-        self.temperature = float(temperature)
+        self.temperature = TEMPERATURE.check(temperature)
+        if self.temperature == 0:
+            raise OptionError("temperature", "0 is greedy decoding, which ProcessorChain does without this processor")
 
     def __call__(self, logits: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
         return logits if self.temperature == 1.0 else logits / self.temperature
@@ -74,10 +57,7 @@ class TopK:
     """Keep the k most likely tokens; 0 turns the filter off."""
 
     def __init__(self, top_k: int) -> None:
-        top_k = _number("top_k", top_k, allow_int_only=True)
-        if top_k < 0:
-            raise ValueError(f"top_k must be >= 0 (0 = off), got {top_k}")
-        self.top_k = int(top_k)
+        self.top_k = TOP_K.check(top_k)
 
     def __call__(self, logits: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
         if self.top_k == 0 or self.top_k >= logits.shape[-1]:
@@ -90,10 +70,7 @@ class TopP:
     """Nucleus sampling (Holtzman et al. 2019): the smallest set of tokens whose probability reaches p."""
 
     def __init__(self, top_p: float) -> None:
-        top_p = _number("top_p", top_p)
-        if not 0 < top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1], got {top_p}")
-        self.top_p = float(top_p)
+        self.top_p = TOP_P.check(top_p)
 
     def __call__(self, logits: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
         if self.top_p >= 1.0:
@@ -108,22 +85,18 @@ class TopP:
 
 class ProcessorChain:
     """The fixed-order chain for one set of options. `view` is the distribution shown to people (after the
-    penalty and temperature, before truncation); `sampling` is the truncated one tokens are drawn from."""
+    penalty and temperature, before truncation); `sampling` is the truncated one tokens are drawn from. Each
+    processor checks its own argument (lm.options has the definitions)."""
 
     def __init__(
         self,
-        temperature: float = 1.0,
-        top_k: int = 0,
-        top_p: float = 1.0,
-        repetition_penalty: float = 1.0,
+        temperature: float = TEMPERATURE.default,
+        top_k: int = TOP_K.default,
+        top_p: float = TOP_P.default,
+        repetition_penalty: float = REPETITION_PENALTY.default,
         suppress_ids: Sequence[int] = (),
     ) -> None:
-        temperature = _number("temperature", temperature)
-        if temperature < 0:
-            raise ValueError(
-                f"temperature must be 0 (greedy) or in [{MIN_TEMPERATURE:g}, {MAX_TEMPERATURE:g}], got {temperature}"
-            )
-        self.greedy = temperature == 0
+        self.greedy = TEMPERATURE.check(temperature) == 0
         self.shaping = [SuppressTokens(suppress_ids), RepetitionPenalty(repetition_penalty)]
         if not self.greedy:
             self.shaping.append(Temperature(temperature))

@@ -7,6 +7,8 @@ from typing import Any
 
 import torch.nn as nn
 
+from lm import checks
+from lm.checks import OptionError
 from lm.models.gpt import GPT, GPTConfig
 from lm.models.lstm import AWDLSTM, LSTMConfig
 from lm.models.output import ModelOutput
@@ -20,44 +22,28 @@ __all__ = ["MODEL_TYPES", "ModelOutput", "GPT", "GPTConfig", "AWDLSTM", "LSTMCon
 
 
 def config_from_dict(model_type: str, values: dict[str, Any]):
-    """The family's config dataclass from plain values; unknown keys and wrong types raise ValueError."""
+    """The family's config dataclass from plain values; an unknown key or a wrong value raises OptionError naming
+    the key."""
     if model_type not in MODEL_TYPES:
-        raise ValueError(f"model type must be one of {', '.join(MODEL_TYPES)}, got {model_type!r}")
+        raise OptionError("type", f"must be a model type: one of {', '.join(MODEL_TYPES)}; got {model_type!r}")
     config_cls = MODEL_TYPES[model_type][0]
     fields = {f.name: f for f in dataclasses.fields(config_cls)}
     unknown = sorted(set(values) - set(fields))
     if unknown:
-        raise ValueError(f"unknown {model_type} option(s) {', '.join(unknown)}; allowed: {', '.join(fields)}")
+        raise OptionError(unknown[0], f"is an unknown {model_type} option; allowed: {', '.join(fields)}")
     missing = [name for name, f in fields.items() if f.default is dataclasses.MISSING and name not in values]
     if missing:
-        raise ValueError(f"missing {model_type} option(s) {', '.join(missing)}")
-    coerced = {}
-    for name, value in values.items():
-        expected = fields[name].type
-        coerced[name] = _coerce(model_type, name, value, expected)
-    return config_cls(**coerced)
+        raise OptionError(missing[0], f"is a missing {model_type} option (it has no default)")
+    return config_cls(**{name: _checked(name, value, fields[name].type) for name, value in values.items()})
 
 
-def _coerce(model_type: str, name: str, value: Any, expected: str) -> Any:
-    # dataclass annotations are strings under `from __future__ import annotations`
-    kind = expected if isinstance(expected, str) else expected.__name__
-    if kind == "bool":
-        if not isinstance(value, bool):
-            raise ValueError(f"{model_type} {name} must be true or false, got {value!r}")
-        return value
-    if kind == "int":
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"{model_type} {name} must be an integer, got {value!r}")
-        return value
-    if kind == "float":
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"{model_type} {name} must be a number, got {value!r}")
-        return float(value)
-    if kind == "str":
-        if not isinstance(value, str):
-            raise ValueError(f"{model_type} {name} must be a string, got {value!r}")
-        return value
-    return value
+# dataclass annotations are strings under `from __future__ import annotations`
+_CHECKS = {"bool": checks.boolean, "int": checks.integer, "float": checks.number, "str": checks.text}
+
+
+def _checked(name: str, value: Any, annotation: Any) -> Any:
+    kind = annotation if isinstance(annotation, str) else annotation.__name__
+    return _CHECKS[kind](name, value) if kind in _CHECKS else value
 
 
 def build_model(model_type: str, values: dict[str, Any]) -> nn.Module:

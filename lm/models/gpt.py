@@ -14,6 +14,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from lm import checks
+from lm.checks import OptionError
 from lm.models.output import ModelOutput
 
 POSITION_KINDS = ("rotary", "learned")
@@ -33,16 +35,13 @@ class GPTConfig:
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "context_length", "n_layer", "n_head", "n_embd"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"gpt {name} must be >= 1, got {getattr(self, name)}")
+            checks.integer(name, getattr(self, name), minimum=1)
         if self.n_embd % self.n_head:
-            raise ValueError(f"gpt n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
-        if self.positions not in POSITION_KINDS:
-            raise ValueError(f"gpt positions must be one of {', '.join(POSITION_KINDS)}, got {self.positions!r}")
+            raise OptionError("n_embd", f"must be divisible by n_head, got {self.n_embd} and {self.n_head}")
+        checks.one_of("positions", self.positions, POSITION_KINDS)
         if self.positions == "rotary" and (self.n_embd // self.n_head) % 2:
-            raise ValueError("gpt rotary positions need an even head size (n_embd / n_head)")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"gpt dropout must be in [0, 1), got {self.dropout}")
+            raise OptionError("n_head", "must leave an even head size (n_embd / n_head) for rotary positions")
+        checks.number("dropout", self.dropout, minimum=0, exclusive_maximum=1)
 
 
 class KVCache:

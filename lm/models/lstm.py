@@ -22,6 +22,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.func import functional_call
 
+from lm import checks
 from lm.models.output import ModelOutput
 
 LSTMState = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: h (B, H), c (B, H)
@@ -42,11 +43,9 @@ class LSTMConfig:
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "emb_size", "hidden_size", "n_layers"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"lstm {name} must be >= 1, got {getattr(self, name)}")
+            checks.integer(name, getattr(self, name), minimum=1)
         for name in ("dropout", "dropout_hidden", "dropout_input", "dropout_embedding", "weight_drop"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"lstm {name} must be in [0, 1), got {getattr(self, name)}")
+            checks.number(name, getattr(self, name), minimum=0, exclusive_maximum=1)
 
 
 def locked_dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:

@@ -3,7 +3,6 @@ import torch
 
 from lm import load, save_model_dir, train_tokenizer
 from lm.generation import _TextTracker
-from lm.sampling import ProcessorChain, RepetitionPenalty, TopK, TopP, sample_rows
 
 from .conftest import CORPUS, tiny_model
 
@@ -199,30 +198,3 @@ def test_extreme_but_allowed_settings_still_sample(model_dir):
     for options in ({"temperature": 1e-3}, {"temperature": 100.0}, {"repetition_penalty": 1e-3},
                     {"repetition_penalty": 100.0}):
         assert len(load(model_dir).generate("It", max_new_tokens=5, seed=0, **options).tokens) == 5
-
-
-
-def test_processors_in_isolation():
-    logits = torch.tensor([[2.0, 1.0, 0.0, -1.0]])
-    history = torch.tensor([[0, 3]])
-    penalised = RepetitionPenalty(2.0)(logits.clone(), history)
-    assert penalised.tolist() == [[1.0, 1.0, 0.0, -2.0]]
-    assert TopK(2)(logits.clone(), history).isinf().tolist() == [[False, False, True, True]]
-    probs = logits.softmax(-1)[0]  # 0.64, 0.24, 0.09, 0.03
-    kept = ~TopP(0.7)(logits.clone(), history).isinf()
-    assert kept.tolist() == [[True, True, False, False]] and probs[0] < 0.7
-    chain = ProcessorChain(temperature=0, suppress_ids=[0])
-    view, sampling = chain(logits.clone(), history)
-    assert chain.choose_next(sampling, None).tolist() == [[1]]
-
-
-def test_sample_rows_draws_each_token_at_its_probability_and_never_a_filtered_one():
-    probs = torch.tensor([[0.0, 0.5, 0.0, 0.3, 0.2, 0.0], [0.0, 0.0, 0.0, 0.0, 0.0, 1.0]])
-    generator = torch.Generator().manual_seed(0)
-    draws = torch.cat([sample_rows(probs, generator).T for _ in range(20_000)])  # (N, 2)
-    counts = torch.bincount(draws[:, 0], minlength=6) / len(draws)
-    assert counts[[0, 2, 5]].tolist() == [0.0, 0.0, 0.0]
-    assert torch.allclose(counts[[1, 3, 4]], torch.tensor([0.5, 0.3, 0.2]), atol=0.015)
-    assert draws[:, 1].eq(5).all()
-    again = torch.stack([sample_rows(probs, torch.Generator().manual_seed(0)) for _ in range(3)])
-    assert again.tolist() == [sample_rows(probs, torch.Generator().manual_seed(0)).tolist()] * 3
