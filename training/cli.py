@@ -10,7 +10,15 @@ import argparse
 import json
 import shlex
 import sys
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
+from typing import Any
+
+from lm import checks
+from lm.checks import OptionError
+from lm.options import MAX_NEW_TOKENS, SEED, TEMPERATURE, TOP_K, TOP_P, Option
+from lm.tokenizers import TOKENIZER_KINDS
 
 EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 
@@ -26,18 +34,28 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message} (see --help)")
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
-    return value
+def _argument(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """An argparse `type` from a check: a refused value is argparse's one-line usage error."""
+
+    def convert(text: str) -> Any:
+        try:
+            return parse(text)
+        except OptionError as error:
+            raise argparse.ArgumentTypeError(error.problem) from None
+
+    return convert
 
 
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
+_positive_int = _argument(partial(checks.integer_from, "value", minimum=1))
+_positive_float = _argument(partial(checks.number_from, "value", exclusive_minimum=0))
+
+
+def _add_option(parser: argparse.ArgumentParser, option: Option, default: Any = None) -> None:
+    """A generation option as a flag (--top-p), with its definition's check, default and description."""
+    default = option.default if default is None else default
+    shown = "" if default is None else f" (default: {default})"
+    parser.add_argument("--" + option.name.replace("_", "-"), type=_argument(option.parse), default=default,
+                        help=option.description + shown)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -97,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("train-tokenizer", help="learn a char, word or BPE vocabulary",
                             description="Train a tokenizer on a text and save it as tokenizer.json.")
     p.add_argument("--data", required=True, help="file, directory or corpus name")
-    p.add_argument("--kind", required=True, choices=("char", "word", "bpe"))
+    p.add_argument("--kind", required=True, choices=TOKENIZER_KINDS)
     p.add_argument("--vocab-size", type=_positive_int)
     p.add_argument("--min-freq", type=_positive_int, default=1)
     p.add_argument("--cleaner", default="default")
@@ -108,11 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
                             description="Continue a prompt with a model directory, printing tokens as they come.")
     p.add_argument("model_dir", metavar="MODEL_DIR")
     p.add_argument("--prompt", default="", help="text to continue (default: empty)")
-    p.add_argument("--max-new-tokens", type=int, default=200)
-    p.add_argument("--temperature", type=float, default=0.8)
-    p.add_argument("--top-k", type=int, default=0)
-    p.add_argument("--top-p", type=float, default=1.0)
-    p.add_argument("--seed", type=int)
+    _add_option(p, MAX_NEW_TOKENS, default=200)  # a terminal shows more text than an API answer: twice the default
+    for option in (TEMPERATURE, TOP_K, TOP_P, SEED):
+        _add_option(p, option)
     p.add_argument("--device", default="cpu")
     p.set_defaults(handler=cmd_generate)
 
@@ -136,7 +152,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                          device=args.device, resume=args.resume, init_from=args.init_from, command=command,
                          progress=not args.quiet)
     result = train(config, options)
-    if result.steps is not None and _is_main_process():
+    if _is_main_process():
         print(f"{output}: {result.steps} steps ({result.stop_reason}), best validation loss "
               f"{result.best_val_loss:.4f} nats/token = {result.val_bits_per_char:.4f} bits/char "
               f"(unigram baseline {result.unigram_val_loss:.4f})")

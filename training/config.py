@@ -8,21 +8,21 @@ names the file and the dotted key, e.g. ``configs/x.yaml: training.lr: expected 
 from __future__ import annotations
 
 import copy
-import re
 import dataclasses
+import re
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal, Union
 
 import yaml
 
-OPTIMIZERS = ("adamw", "adam", "sgd", "ntasgd")
-SCHEDULES = ("warmup_cosine", "constant", "plateau")
-PRECISIONS = ("fp32", "bf16", "fp16")
-TOKENIZER_KINDS = ("char", "word", "bpe")
-MODEL_KINDS = ("lstm", "gpt")
+from lm import checks
+from lm.checks import OptionError
+from lm.tokenizers import TOKENIZER_KINDS
 
 
 class ConfigError(ValueError):
@@ -41,7 +41,7 @@ class DataConfig:
     source: str = "tinyshakespeare"
     cleaner: str = "default"
     split: list[float] = field(default_factory=lambda: [0.9, 0.1, 0.0])  # train, valid, test fractions
-    tokenizer: Literal["char", "word", "bpe"] = "char"
+    tokenizer: Literal[TOKENIZER_KINDS] = "char"
     vocab_size: Union[int, None] = None
     min_freq: int = 1
     synthetic_chars: int = 200_000  # size of the generated corpus when source is "synthetic"
@@ -178,11 +178,9 @@ def config_from_dict(raw: dict[str, Any], source: str = "<config>") -> Config:
         sections[name] = _build_section(cls, values, name, source)
     model = raw.get("model")
     if not isinstance(model, dict):
-        raise ConfigError(source, "model", "expected a mapping with at least `type: lstm` or `type: gpt`")
+        raise ConfigError(source, "model", "expected a mapping with a `type` (the model family) and its hyperparameters")
     # PyYAML reads 1e-4 (no dot) as a string; the core's checker wants numbers, so convert such strings here
     model = {k: _number_or_text(v) for k, v in model.items()}
-    if model.get("type") not in MODEL_KINDS:
-        raise ConfigError(source, "model.type", f"must be one of {', '.join(MODEL_KINDS)}, got {model.get('type')!r}")
     for key in ("name", "description"):
         if raw.get(key) is not None and not isinstance(raw.get(key), str):
             raise ConfigError(source, key, "expected a string")
@@ -229,44 +227,30 @@ def _coerce(value: Any, expected: Any, source: str, key: str) -> Any:
         (inner,) = [t for t in options if t is not type(None)]
         return _coerce(value, inner, source, key)
     if origin is Literal:
-        choices = typing.get_args(expected)
-        if value not in choices:
-            raise ConfigError(source, key, f"must be one of {', '.join(map(str, choices))}, got {value!r}")
-        return value
+        return _checked(partial(checks.one_of, choices=typing.get_args(expected)), value, source, key)
     if origin is list:
         (inner,) = typing.get_args(expected)
         if not isinstance(value, (list, tuple)):
             raise ConfigError(source, key, f"expected a list, got {value!r}")
         return [_coerce(v, inner, source, f"{key}[{i}]") for i, v in enumerate(value)]
     if expected is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(source, key, f"expected true or false, got {value!r}")
-        return value
+        return _checked(checks.boolean, value, source, key)
     if expected is int:
-        if isinstance(value, str):
-            try:
-                value = int(value.replace("_", ""))
-            except ValueError:
-                pass
         if isinstance(value, float) and value.is_integer():
             value = int(value)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(source, key, f"expected an integer, got {value!r}")
-        return value
+        return _checked(checks.integer_from, value, source, key)
     if expected is float:
-        if isinstance(value, str):
-            try:
-                value = float(value)
-            except ValueError:
-                pass
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(source, key, f"expected a number, got {value!r}")
-        return float(value)
+        return _checked(checks.number_from, value, source, key)
     if expected is str:
-        if not isinstance(value, str):
-            raise ConfigError(source, key, f"expected a string, got {value!r}")
-        return value
+        return _checked(checks.text, value, source, key)
     return value
+
+
+def _checked(check: Callable[[str, Any], Any], value: Any, source: str, key: str) -> Any:
+    try:
+        return check(key, value)
+    except OptionError as error:
+        raise ConfigError(source, key, error.problem) from None
 
 
 def validate(config: Config) -> None:
@@ -325,19 +309,8 @@ def validate(config: Config) -> None:
     vocab = d.vocab_size or 256
     try:
         model_config = model_config_from_dict(kind, config.model_options(vocab))
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(src, _model_key(str(exc), config.model), str(exc)) from None
+    except OptionError as error:
+        raise ConfigError(src, f"model.{error.option}", error.problem) from None
     if kind == "gpt":
         context = model_config.context_length
         need(t.seq_len <= context, "training.seq_len", f"{t.seq_len} is longer than model.context_length ({context})")
-
-
-def _model_key(message: str, model: dict[str, Any]) -> str:
-    """Best guess at which model key a message from lm.models is about, so the error names it."""
-    unknown = re.search(r"unknown \w+ option\(s\) ([\w, ]+)", message)
-    if unknown:
-        return f"model.{unknown.group(1).split(',')[0].strip()}"
-    # the key named first in the message ("gpt n_embd (30) must be divisible by n_head (4)" is about n_embd)
-    found = [(m.start(), key) for key in model if key != "type"
-             for m in [re.search(rf"\b{re.escape(key)}\b", message)] if m]
-    return f"model.{min(found)[1]}" if found else "model"

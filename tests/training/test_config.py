@@ -127,3 +127,10 @@ def test_model_numbers_written_without_a_dot(tmp_path):
     path = write_config(tmp_path / "ok.yaml", tiny_config("gpt"))
     config = load_config(path, ["model.dropout=1e-1"])  # YAML 1.1 reads this as a string
     assert config.model["dropout"] == 0.1
+
+
+def test_a_model_error_names_the_key_the_core_names(tmp_path):
+    config = tiny_config("gpt")
+    config["model"].update(n_head=3)  # 32 / 3: the core's OptionError says which key, n_embd
+    error = _error(tmp_path, config)
+    assert error.key == "model.n_embd" and error.problem.startswith("must be divisible by n_head")

@@ -171,3 +171,9 @@ def test_missing_optional_tracker_is_only_a_note(tmp_path, capsys):
     train(config, RunOptions(output=tmp_path / "run", progress=False))
     assert "wandb, which is not installed" in capsys.readouterr().err
     assert (tmp_path / "run" / "config.json").is_file()
+
+
+def test_generation_options_are_checked_on_the_command_line(tmp_path, capsys):
+    assert main(["generate", str(tmp_path), "--top-p", "2"]) == 2  # refused before any model is read
+    err = capsys.readouterr().err
+    assert "--top-p: must be in (0, 1]" in err and err.count("\n") == 1
