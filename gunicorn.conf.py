@@ -15,26 +15,29 @@ import os
 import sys
 from pathlib import Path
 
+from app.settings import SettingsError, load_settings
+from lm.checks import OptionError, integer_from
 
-def _env_int(name: str, default: int, minimum: int = 1) -> int:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
+# Where the Space and the image listen unless PORT / HOST say otherwise (the app's own defaults suit `python app.py`).
+IMAGE_DEFAULTS = {"PORT": "7860", "HOST": "0.0.0.0"}
+
+
+def _app_settings() -> dict:
+    """The app's settings as its workers will read them (PORT and HOST defaulting to the image's)."""
+    given = {name: value for name, value in os.environ.items() if value.strip()}
     try:
-        value = int(raw)
-    except ValueError:
-        sys.exit(f"gunicorn.conf.py: {name} must be an integer, got {raw!r}")
-    if value < minimum:
-        sys.exit(f"gunicorn.conf.py: {name} must be >= {minimum}, got {value}")
-    return value
+        return load_settings({**IMAGE_DEFAULTS, **given})
+    except SettingsError as error:
+        sys.exit(f"gunicorn.conf.py: {error}")
 
 
-def _env_float(name: str, default: float) -> float:
+def _env_int(name: str, default: int) -> int:
+    """A gunicorn-only setting (not one of the app's), an integer >= 1."""
     raw = os.environ.get(name, "").strip()
     try:
-        return float(raw) if raw else default
-    except ValueError:
-        sys.exit(f"gunicorn.conf.py: {name} must be a number, got {raw!r}")
+        return integer_from(name, raw, minimum=1) if raw else default
+    except OptionError as error:
+        sys.exit(f"gunicorn.conf.py: {error}")
 
 
 def _cores() -> int:
@@ -45,23 +48,24 @@ def _cores() -> int:
 
 
 CORES = _cores()
+SETTINGS = _app_settings()
 
 # each worker builds the app; a set-up problem stops the server with one line (app/gunicorn_worker.py)
 wsgi_app = "app.gunicorn_worker:create_app_or_stop()"
-bind = [os.environ.get("BIND") or f"{os.environ.get('HOST', '0.0.0.0')}:{_env_int('PORT', 7860, minimum=0)}"]
+bind = [os.environ.get("BIND") or f"{SETTINGS['HOST']}:{SETTINGS['PORT']}"]
 worker_class = "gthread"
 # Small models spend much of each token in Python (sampling, decoding text) under the GIL, so processes scale
 # better than torch threads; past 4 workers the extra copies of the models cost more than they bring.
 workers = _env_int("WEB_CONCURRENCY", max(1, min(CORES, 4)))
 # Enough threads for the app's MAX_CONCURRENT_GENERATIONS plus quick requests (pages, /health, 503 answers).
-threads = _env_int("GUNICORN_THREADS", _env_int("MAX_CONCURRENT_GENERATIONS", 4) + 4)
+threads = _env_int("GUNICORN_THREADS", SETTINGS["MAX_CONCURRENT_GENERATIONS"] + 4)
 TORCH_THREADS = max(1, CORES // workers)
 preload_app = False
 
 # A request's longest legitimate run is one generation (GENERATION_TIMEOUT, default 30 s) plus its wait for a
 # slot and model loading at boot; past `timeout` without a heartbeat the master restarts the worker.
-timeout = int(_env_float("GENERATION_TIMEOUT", 30.0)) + 60
-graceful_timeout = int(_env_float("GENERATION_TIMEOUT", 30.0)) + 10
+timeout = int(SETTINGS["GENERATION_TIMEOUT"]) + 60
+graceful_timeout = int(SETTINGS["GENERATION_TIMEOUT"]) + 10
 keepalive = 5
 # Requests are at most 64 KiB of JSON; headers stay small.
 limit_request_field_size = 8190
@@ -79,7 +83,7 @@ forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 def on_starting(server):
     """Stop early, with one line, when there is obviously nothing to serve (checked without importing
     torch)."""
-    model_dir = Path(os.environ.get("MODEL_DIR") or Path(__file__).resolve().parent / "models")
+    model_dir = Path(SETTINGS["MODEL_DIR"])
     candidates = [p for p in model_dir.glob("*/config.json") if not p.parent.name.startswith((".", "_"))]
     if not candidates:
         print(

@@ -13,7 +13,6 @@ from typing import Any
 
 from flask import Flask
 
-from app import api, errors, limits, pages, registry, security
 from app.registry import NoUsableModelError
 from app.settings import SettingsError, load_settings
 
@@ -25,6 +24,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     Raises SettingsError for an unusable setting and NoUsableModelError when no model loads.
     """
+    # Imported here, as in Flask's tutorial, so that importing the package stays cheap and free of torch: gunicorn's
+    # master process reads app.settings, and must not start torch before it forks the workers.
+    from app import api, errors, limits, pages, registry, security
+
     app = Flask(__name__, template_folder="../templates", static_folder="../static")
     app.config.from_mapping(load_settings(os.environ, config))
     app.json.sort_keys = False  # keep fields in the documented order

@@ -8,11 +8,11 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from app.errors import APIError
-from app.generation import core_error, generation_options, result_json, sse_events
+from app.errors import APIError, invalid_input
 from app.limits import get_slots
 from app.openapi import openapi_document
 from app.registry import get_registry
+from app.responses import result_json, sse_events
 from app.schema import parse_generation_request, request_fields
 
 bp = Blueprint("api", __name__)
@@ -42,7 +42,7 @@ def generate() -> Response:
             404, f"unknown model {generation.model!r}; available: {', '.join(registry.names)}", field="model"
         )
     generator = registry.get(generation.model)
-    options = generation_options(generation, config["GENERATION_TIMEOUT"])
+    options = generation.core_options(config["GENERATION_TIMEOUT"])
 
     slots = get_slots()
     slot = slots.try_acquire()
@@ -56,7 +56,7 @@ def generate() -> Response:
             try:
                 result = generator.generate(generation.prompt, **options)
             except ValueError as error:
-                raise core_error(error) from None
+                raise invalid_input(error) from None
         return jsonify(
             result_json(
                 generation.model, generation.prompt, result, generation.details, time.perf_counter() - started
@@ -67,7 +67,7 @@ def generate() -> Response:
         stream = generator.stream(generation.prompt, **options)  # checks options now, generates lazily
     except ValueError as error:
         slot.release()
-        raise core_error(error) from None
+        raise invalid_input(error) from None
     response = Response(
         sse_events(stream, generation, slot.release, started),
         mimetype="text/event-stream",

@@ -11,6 +11,8 @@ import logging
 from flask import Flask, Response, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
+from lm.checks import OptionError
+
 log = logging.getLogger(__name__)
 
 # Stable machine-readable names for the statuses the API documents (docs/api.md, /openapi.json).
@@ -36,6 +38,11 @@ class APIError(Exception):
         self.message = message
         self.field = field
         self.retry_after = retry_after
+
+
+def invalid_input(error: ValueError) -> APIError:
+    """The core refused an input: 422, pointing `field` at the option an `OptionError` names."""
+    return APIError(422, str(error), field=error.option if isinstance(error, OptionError) else None)
 
 
 def error_body(status: int, message: str, field: str | None = None) -> dict:

@@ -1,5 +1,5 @@
 """The OpenAPI 3.1 document served at /openapi.json, built from the same field table the server validates
-with."""
+with (app/schema.py), whose generation fields are the core's option definitions (lm/options.py)."""
 
 from __future__ import annotations
 
@@ -8,14 +8,11 @@ from typing import Any
 
 from app.errors import ERROR_TYPES
 from app.schema import Field, request_fields
+from lm.models import MODEL_TYPES
+from lm.options import FINISH_REASONS
 
-_JSON_TYPES = {
-    "string": "string",
-    "integer": "integer",
-    "number": "number",
-    "boolean": "boolean",
-    "array": "array",
-}
+# Python types of the option definitions -> JSON Schema types.
+_JSON_TYPES = {str: "string", int: "integer", float: "number", bool: "boolean", list: "array"}
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -23,25 +20,29 @@ def _ref(name: str) -> dict[str, str]:
 
 
 def _field_schema(field: Field, description: str | None = None) -> dict[str, Any]:
+    option = field.option
     # Every field may be null, which the server reads as "not given" (use the default).
     schema: dict[str, Any] = {
-        "type": [_JSON_TYPES[field.type], "null"],
-        "description": description or field.description,
+        "type": [_JSON_TYPES[option.type], "null"],
+        "description": description or option.description,
     }
-    if field.default is not None:
-        schema["default"] = field.default
+    if option.default is not None:
+        schema["default"] = list(option.default) if option.type is list else option.default
     for key, value in (
-        ("minimum", field.minimum),
-        ("maximum", field.maximum),
-        ("exclusiveMinimum", field.exclusive_minimum),
+        ("minimum", option.minimum),
+        ("maximum", option.maximum),
+        ("exclusiveMinimum", option.exclusive_minimum),
+        ("exclusiveMaximum", option.exclusive_maximum),
     ):
         if value is not None:
             schema[key] = value
-    if field.type == "string" and field.max_length is not None:
-        schema["maxLength"] = field.max_length
-    if field.type == "array":
-        schema["items"] = {"type": "string", "minLength": 1, "maxLength": field.max_length}
-        schema["maxItems"] = field.max_items
+    if option.smallest_positive is not None:  # e.g. temperature: 0, or at least 0.001
+        schema["not"] = {"exclusiveMinimum": 0, "exclusiveMaximum": option.smallest_positive}
+    if option.type is str and option.max_length is not None:
+        schema["maxLength"] = option.max_length
+    if option.type is list:
+        schema["items"] = {"type": "string", "minLength": 1, "maxLength": option.max_length}
+        schema["maxItems"] = option.max_items
     if field.enum is not None:
         schema["enum"] = [*field.enum, None]
     return schema
@@ -69,7 +70,7 @@ def _object(properties: dict[str, Any], required: list[str] | None = None) -> di
     }
 
 
-_FINISH_REASON = {"type": "string", "enum": ["length", "eos", "stop", "time_limit"]}
+_FINISH_REASON = {"type": "string", "enum": list(FINISH_REASONS)}
 
 
 def _component_schemas() -> dict[str, Any]:
@@ -145,7 +146,7 @@ def _component_schemas() -> dict[str, Any]:
     model = _object(
         {
             "name": {"type": "string"},
-            "type": {"type": "string", "enum": ["lstm", "gpt"]},
+            "type": {"type": "string", "enum": list(MODEL_TYPES)},
             "parameters": {"type": "integer"},
             "tokenizer": _object({"kind": {"type": "string"}, "vocab_size": {"type": "integer"}}),
             "context_length": {

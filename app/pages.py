@@ -8,6 +8,7 @@ from pathlib import Path
 from flask import Blueprint, Response, abort, current_app, render_template, send_from_directory
 
 from app.registry import get_registry
+from lm.options import TEMPERATURE
 
 bp = Blueprint("pages", __name__)
 
@@ -31,6 +32,7 @@ def _page_context() -> dict:
     return {
         "max_new_tokens": current_app.config["MAX_NEW_TOKENS"],
         "max_prompt_chars": current_app.config["MAX_PROMPT_CHARS"],
+        "temperature": TEMPERATURE.default,  # the slider starts where the API and the core start
     }
 
 

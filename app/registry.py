@@ -11,10 +11,13 @@ import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from flask import Flask, current_app
+
+import lm
 
 log = logging.getLogger(__name__)
 
@@ -57,12 +60,7 @@ class ModelRegistry:
         default_model: str | None = None,
         loader: Callable[[Path], Any] | None = None,
     ) -> ModelRegistry:
-        if loader is None:
-            import lm  # imported here so that importing the app package stays cheap (gunicorn master, tools)
-
-            def loader(path: Path) -> Any:
-                return lm.load(path, device="cpu")
-
+        loader = loader or partial(lm.load, device="cpu")
         root = Path(model_dir)
         if not root.is_dir():
             raise NoUsableModelError(

@@ -6,11 +6,14 @@ with one line naming the variable, instead of surfacing later as a confusing req
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
+
+from lm import checks
+from lm.checks import OptionError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -22,51 +25,26 @@ class SettingsError(ValueError):
     """A setting the app cannot use; the message is one line naming the setting."""
 
 
-def _int(minimum: int) -> Callable[[str, Any], int]:
-    def parse(name: str, value: Any) -> int:
-        if isinstance(value, str):
-            try:
-                value = int(value.strip())
-            except ValueError:
-                raise SettingsError(f"{name} must be an integer, got {value!r}") from None
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise SettingsError(f"{name} must be an integer, got {value!r}")
-        if value < minimum:
-            raise SettingsError(f"{name} must be >= {minimum}, got {value}")
-        return value
-
-    return parse
+def _integer(minimum: int) -> Callable[[str, Any], int]:
+    return partial(checks.integer_from, minimum=minimum)
 
 
-def _positive_float(name: str, value: Any) -> float:
-    if isinstance(value, str):
-        try:
-            value = float(value.strip())
-        except ValueError:
-            raise SettingsError(f"{name} must be a number of seconds, got {value!r}") from None
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or value <= 0
-    ):
-        raise SettingsError(f"{name} must be a number of seconds > 0, got {value!r}")
-    return float(value)
+def _seconds(name: str, value: Any) -> float:
+    return checks.number_from(name, value, exclusive_minimum=0)
 
 
 def _optional_str(name: str, value: Any) -> str | None:
     if value is None:
         return None
     if not isinstance(value, (str, os.PathLike)):
-        raise SettingsError(f"{name} must be a string, got {value!r}")
-    value = os.fspath(value).strip()
-    return value or None
+        raise OptionError(name, f"must be a string, got {checks.shown(value)}")
+    return os.fspath(value).strip() or None
 
 
 def _str(name: str, value: Any) -> str:
     parsed = _optional_str(name, value)
     if parsed is None:
-        raise SettingsError(f"{name} must not be empty")
+        raise OptionError(name, "must not be empty")
     return parsed
 
 
@@ -74,13 +52,13 @@ def _str(name: str, value: Any) -> str:
 ENV_SETTINGS: dict[str, tuple[Any, Callable[[str, Any], Any]]] = {
     "MODEL_DIR": (str(REPO_ROOT / "models"), _str),
     "DEFAULT_MODEL": (None, _optional_str),
-    "MAX_NEW_TOKENS": (500, _int(1)),
-    "MAX_PROMPT_CHARS": (4000, _int(1)),
-    "GENERATION_TIMEOUT": (30.0, _positive_float),
-    "MAX_CONCURRENT_GENERATIONS": (4, _int(1)),
+    "MAX_NEW_TOKENS": (500, _integer(1)),
+    "MAX_PROMPT_CHARS": (4000, _integer(1)),
+    "GENERATION_TIMEOUT": (30.0, _seconds),
+    "MAX_CONCURRENT_GENERATIONS": (4, _integer(1)),
     # How long a request waits for a free generation slot before it is answered 503 + Retry-After.
-    "QUEUE_TIMEOUT": (2.0, _positive_float),
-    "PORT": (5000, _int(0)),
+    "QUEUE_TIMEOUT": (2.0, _seconds),
+    "PORT": (5000, _integer(0)),
     "HOST": ("127.0.0.1", _str),
     # Hugging Face shows a Space inside an iframe on huggingface.co, so the page must allow that framer.
     "FRAME_ANCESTORS": ("'self' https://huggingface.co https://*.hf.space", _str),
@@ -99,6 +77,9 @@ def load_settings(environ: Mapping[str, str], overrides: Mapping[str, Any] | Non
     settings.update(overrides or {})
     for name, (default, parse) in ENV_SETTINGS.items():
         if settings[name] is not None or default is not None:
-            settings[name] = parse(name, settings[name])
+            try:
+                settings[name] = parse(name, settings[name])
+            except OptionError as error:
+                raise SettingsError(str(error)) from None
     settings.setdefault("MAX_CONTENT_LENGTH", MAX_BODY_BYTES)
     return settings

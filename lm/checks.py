@@ -72,42 +72,27 @@ def in_bounds(
     )
 
 
-def within(
-    name: str,
-    value: float,
-    minimum: float | None = None,
-    maximum: float | None = None,
-    exclusive_minimum: float | None = None,
-    exclusive_maximum: float | None = None,
-) -> None:
-    """OptionError unless `value` lies within the bounds."""
-    if not in_bounds(value, minimum, maximum, exclusive_minimum, exclusive_maximum):
-        bounds = bounds_text(minimum, maximum, exclusive_minimum, exclusive_maximum)
-        raise OptionError(name, f"must be {bounds}, got {shown(value)}")
+def within(name: str, value: float, **bounds: float | None) -> None:
+    """OptionError unless `value` lies within the bounds (`in_bounds`' keywords)."""
+    if not in_bounds(value, **bounds):
+        raise OptionError(name, f"must be {bounds_text(**bounds)}, got {shown(value)}")
 
 
 def integer(name: str, value: Any, minimum: int | None = None, maximum: int | None = None) -> int:
     """An int (not a bool) within the bounds."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise OptionError(name, f"must be an integer, got {shown(value)}")
-    within(name, value, minimum, maximum)
+    within(name, value, minimum=minimum, maximum=maximum)
     return value
 
 
-def number(
-    name: str,
-    value: Any,
-    minimum: float | None = None,
-    maximum: float | None = None,
-    exclusive_minimum: float | None = None,
-    exclusive_maximum: float | None = None,
-) -> float:
-    """A finite int or float (not a bool) within the bounds, as a float."""
+def number(name: str, value: Any, **bounds: float | None) -> float:
+    """A finite int or float (not a bool) within the bounds (`in_bounds`' keywords), as a float."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise OptionError(name, f"must be a number, got {shown(value)}")
     if not math.isfinite(value):
         raise OptionError(name, f"must be a finite number, got {shown(value)}")
-    within(name, value, minimum, maximum, exclusive_minimum, exclusive_maximum)
+    within(name, value, **bounds)
     return float(value)
 
 
@@ -160,17 +145,11 @@ def integer_from(name: str, value: Any, minimum: int | None = None, maximum: int
     return integer(name, value, minimum, maximum)
 
 
-def number_from(
-    name: str,
-    value: Any,
-    minimum: float | None = None,
-    maximum: float | None = None,
-    exclusive_minimum: float | None = None,
-) -> float:
+def number_from(name: str, value: Any, **bounds: float | None) -> float:
     """`number`, also reading text: "2.5" is 2.5, "nan" is refused."""
     if isinstance(value, str):
         try:
             value = float(value.strip())
         except ValueError:
             raise OptionError(name, f"must be a number, got {shown(value)}") from None
-    return number(name, value, minimum, maximum, exclusive_minimum)
+    return number(name, value, **bounds)

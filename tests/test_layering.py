@@ -1,6 +1,8 @@
 """Dependencies point one way: app -> lm <- training. A model directory is all that travels between them."""
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -42,3 +44,11 @@ def test_no_pickle_loading_anywhere():
                 if getattr(node.func.value, "id", None) == "torch":
                     keywords = {k.arg: getattr(k.value, "value", None) for k in node.keywords}
                     assert keywords.get("weights_only") is True, f"{path}: torch.load without weights_only=True"
+
+
+def test_the_app_package_and_the_option_definitions_import_without_torch():
+    """gunicorn's master reads app.settings (and through it lm.checks) before it forks: it must not start torch."""
+    code = "import sys, app, app.settings, lm, lm.checks, lm.options; print(sorted({'torch', 'numpy'} & set(sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

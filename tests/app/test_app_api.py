@@ -7,6 +7,7 @@ import json
 import pytest
 
 from app.limits import get_slots
+from lm.checks import OptionError
 from app.registry import get_registry
 from tests.app.sse import sse_events
 
@@ -289,16 +290,24 @@ def test_busy_server_answers_503_with_retry_after(app, client):
     assert generate(client, prompt="A", max_new_tokens=1).status_code == 200
 
 
-def test_core_value_error_becomes_422_with_field(app, client, monkeypatch):
+@pytest.mark.parametrize(
+    "error, field",
+    [
+        (OptionError("top_p", "must be in (0, 1], got 7"), "top_p"),  # the option the core names
+        (ValueError("top_p must be in (0, 1], got 7"), None),  # no option named: the message is not guessed at
+    ],
+)
+def test_core_value_error_becomes_422_with_field(app, client, monkeypatch, error, field):
     with app.app_context():
         generator = get_registry().get()
 
     def refuse(prompt, **options):
-        raise ValueError("top_p must be in (0, 1], got 7")
+        raise error
 
     monkeypatch.setattr(generator, "generate", refuse)
     response = generate(client, prompt="A")
-    assert response.status_code == 422 and response.get_json()["error"]["field"] == "top_p"
+    assert response.status_code == 422 and response.get_json()["error"].get("field") == field
+    assert response.get_json()["error"]["message"] == str(error)
 
 
 def test_unexpected_failure_is_json_500_without_traceback(app, client, monkeypatch):

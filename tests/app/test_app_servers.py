@@ -105,3 +105,12 @@ def test_no_usable_model_is_one_clear_line(server_kind, tmp_path, nothing_like_a
     assert "Traceback" not in result.stderr + result.stdout
     [line] = [line for line in result.stderr.splitlines() if "cannot start" in line]
     assert str(tmp_path) in line
+
+
+def test_gunicorn_refuses_a_bad_setting_in_one_line(tmp_path):
+    if not GUNICORN.exists():
+        pytest.skip("gunicorn is not installed (it does not run on Windows)")
+    env = server_env(tmp_path, free_port(), MAX_CONCURRENT_GENERATIONS="none")
+    result = subprocess.run(server_command("gunicorn"), cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0 and "Traceback" not in result.stderr + result.stdout
+    assert "gunicorn.conf.py: MAX_CONCURRENT_GENERATIONS must be an integer, got 'none'" in result.stderr

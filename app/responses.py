@@ -1,56 +1,18 @@
-"""Running a checked `GenerationRequest` on a generator and shaping its results as API JSON (plain and
-SSE)."""
+"""Generation results as API JSON: a plain response body, and Server-Sent Events while a stream runs."""
 
 from __future__ import annotations
 
 import json
 import logging
 import math
-import secrets
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from app.errors import APIError, error_body
+from app.errors import error_body, invalid_input
 from app.schema import GenerationRequest
 
 log = logging.getLogger(__name__)
-
-JSON_SAFE_SEEDS = 2**53
-
-# Alternatives shown per token when details are asked for: enough for the probability view's hover card.
-TOP_ALTERNATIVES = 5
-
-_REQUEST_OPTIONS = (
-    "max_new_tokens",
-    "temperature",
-    "top_k",
-    "top_p",
-    "repetition_penalty",
-    "seed",
-    "stop",
-    "num_return_sequences",
-)
-
-
-def generation_options(request: GenerationRequest, time_limit: float) -> dict[str, Any]:
-    """Keyword options for `Generator.generate` / `Generator.stream` (docs/architecture.md)."""
-    options = {name: getattr(request, name) for name in _REQUEST_OPTIONS}
-    options["stop"] = list(request.stop)
-    options["time_limit"] = time_limit
-    options["top_alternatives"] = TOP_ALTERNATIVES if request.details else 0
-    if request.seed is None:
-        # Drawn here rather than by the core (which uses all 63 bits) so that the seed reported back survives
-        # JavaScript and every other JSON reader that keeps numbers as doubles: exact below 2**53.
-        options["seed"] = secrets.randbelow(JSON_SAFE_SEEDS)
-    return options
-
-
-def core_error(error: ValueError) -> APIError:
-    """The core's ValueError names the option first (e.g. "top_p must be in (0, 1]"): point `field` at it."""
-    message = str(error)
-    field = next((name for name in ("prompt", *_REQUEST_OPTIONS) if message.startswith(name)), None)
-    return APIError(422, message, field=field)
 
 
 def _finite(number: float) -> float | None:
@@ -120,7 +82,8 @@ def sse_events(
         )
         yield sse({"done": True, **summary})
     except ValueError as error:
-        yield sse(error_body(422, str(error), core_error(error).field))
+        invalid = invalid_input(error)
+        yield sse(error_body(invalid.status, invalid.message, invalid.field))
     except Exception:  # noqa: BLE001 - headers are sent; the client can only be told in-band
         log.exception("generation failed mid-stream (model %s)", request.model)
         yield sse(error_body(500, "generation failed; the server log has the details"))
