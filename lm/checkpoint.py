@@ -20,7 +20,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from lm.atomic import make_staging_dir, replace_directory
-from lm.models import MODEL_TYPES, config_from_dict
+from lm.models import MODEL_TYPES, Family, config_from_dict, family_of
 from lm.precision import MatmulProbe, default_probe
 from lm.tokenizers import Tokenizer
 
@@ -46,12 +46,9 @@ class LoadedModel:
     def model_type(self) -> str:
         return self.config["model_type"]
 
-
-def model_type_of(model: nn.Module) -> str:
-    for name, (_config_cls, model_cls) in MODEL_TYPES.items():
-        if isinstance(model, model_cls):
-            return name
-    raise ValueError(f"not a Scriptorium model: {type(model).__name__}")
+    @property
+    def family(self) -> Family:
+        return MODEL_TYPES[self.model_type]
 
 
 def _state_for_saving(model: nn.Module, dtype: torch.dtype) -> dict[str, torch.Tensor]:
@@ -83,7 +80,7 @@ def save_model_dir(
     dtype = _DTYPE_ALIASES.get(dtype, dtype)
     if dtype not in WEIGHT_DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(WEIGHT_DTYPES)} (or fp32/fp16/bf16), got {dtype!r}")
-    model_type = model_type_of(model)
+    model_type = family_of(model).name
     if model.config.vocab_size != tokenizer.vocab_size:
         raise ValueError(
             f"model vocab_size {model.config.vocab_size} does not match the tokenizer's {tokenizer.vocab_size}"
@@ -191,7 +188,7 @@ def load_model_dir(path: str | os.PathLike, device: str | torch.device = "cpu", 
         tensors = load_file(str(weights_file), device="cpu")
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"{weights_file}: unreadable ({str(exc).splitlines()[0]}); the file may be truncated") from None
-    model = MODEL_TYPES[config["model_type"]][1](model_config)
+    model = MODEL_TYPES[config["model_type"]].build(model_config)
     _load_weights(model, tensors, weights_file)
     device = torch.device(device)
     stored = config.get("weights_dtype", "float32")

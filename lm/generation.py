@@ -183,6 +183,7 @@ class Generator:
         self.path = loaded.path
         self.name = loaded.path.resolve().name
         self.model_type = loaded.model_type
+        self.family = loaded.family
         self.num_parameters = self.model.num_parameters()
         self.context_length: int | None = self.model.context_length
         self.device = torch.device(device)
@@ -219,7 +220,7 @@ class Generator:
         trackers = [_TextTracker(self.tokenizer, opts.stop) for _ in range(batch)]
         choices = [Choice(text="", finish_reason=FINISHED_BY_LENGTH) for _ in range(batch)]
         rng = torch.Generator().manual_seed(seed)
-        window = self._window(prompt_ids or [self.tokenizer.start_id])
+        window = self.family.prompt_window(self.model, prompt_ids or [self.tokenizer.start_id])
         with torch.inference_mode():
             history = torch.tensor([window] * batch, dtype=torch.long, device=self.device)  # (B, T)
             state = self.model.init_state(batch, self.device)
@@ -265,25 +266,9 @@ class Generator:
                 if not active:
                     break
                 history = torch.cat([history, next_ids], dim=1)
-                output = self.model(next_ids, self._room_for_one(state, history))
+                output = self.model(next_ids, self.family.make_room(self.model, state, history, self.device))
                 state, logits = output.state, output.logits[:, -1]
         stream.result = GenerationResult(choices, len(prompt_ids), seed, time.perf_counter() - started)
-
-    def _window(self, ids: list[int]) -> list[int]:
-        """A GPT sees at most its context: a longer prompt keeps its last window."""
-        return ids if self.context_length is None else ids[-self.context_length :]
-
-    def _room_for_one(self, state, history: torch.Tensor):
-        """Before feeding one more token to a GPT whose cache is full and cannot slide (learned positions),
-        re-encode the last half-context so decoding goes on with as much context as fits."""
-        if self.context_length is None or not self.model.needs_reencode_to_slide:
-            return state
-        if state.length < self.context_length:
-            return state
-        keep = history[:, -(self.context_length // 2) : -1]
-        fresh = self.model.init_state(history.shape[0], self.device)
-        self.model(keep, fresh)
-        return fresh
 
     def _alternatives(self, log_probs: torch.Tensor, n: int) -> list[Alternative]:
         top = torch.topk(log_probs, n)

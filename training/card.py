@@ -13,6 +13,7 @@ from typing import Any
 
 from lm.atomic import atomic_write_text
 from lm.checkpoint import read_config
+from lm.models import MODEL_TYPES
 from training.corpora import KNOWN_CORPORA
 
 CARD_FILE = "card.md"
@@ -34,8 +35,7 @@ def _corpus_line(training: dict[str, Any]) -> str:
 
 def _architecture(config: dict[str, Any]) -> str:
     hyper = ", ".join(f"{k}={v}" for k, v in config["model"].items() if k != "vocab_size")
-    kind = "decoder-only transformer (GPT)" if config["model_type"] == "gpt" else "AWD-LSTM"
-    return f"{kind}, {config['parameters']:,} parameters ({hyper})"
+    return f"{MODEL_TYPES[config['model_type']].title}, {config['parameters']:,} parameters ({hyper})"
 
 
 def _precision_line(training: dict[str, Any]) -> str:
@@ -154,9 +154,7 @@ def render_card(model_dir: str | Path) -> str:
         "characters the tokenizer never saw become `<unk>`." if tokenizer["kind"] == "char" else
         "- A prompt far from that text (modern English, other languages, code) gives poorer continuations.",
     ]
-    if config["model_type"] == "gpt":
-        lines.append(f"- It attends to the last {config['model']['context_length']} tokens only; longer generations "
-                     "slide that window along.")
+    lines += [f"- {limit}" for limit in MODEL_TYPES[config["model_type"]].limitations(config["model"])]
     return "\n".join(lines) + "\n"
 
 

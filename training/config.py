@@ -94,7 +94,7 @@ class Config:
 
     @property
     def model_type(self) -> str:
-        return self.model["type"]
+        return self.model.get("type")
 
     def model_options(self, vocab_size: int) -> dict[str, Any]:
         """The hyperparameters for lm.models.build_model, with the tokenizer's vocabulary size."""
@@ -295,22 +295,18 @@ def validate(config: Config) -> None:
     unknown = [name for name in t.loggers if name not in LOGGER_NAMES]
     need(not unknown, "training.loggers", f"unknown {unknown[:1]}; choose from {', '.join(LOGGER_NAMES)}")
 
-    kind = config.model_type
-    if kind == "gpt":
-        need(not t.variable_bptt, "training.variable_bptt", "applies to the LSTM only")
-        need(t.alpha == 0 and t.beta == 0, "training.alpha", "AR/TAR (alpha, beta) apply to the LSTM only")
-        need(t.optimizer != "ntasgd", "training.optimizer", "ntasgd is the AWD-LSTM optimizer; use adamw for gpt")
     if t.variable_bptt:
         need(t.seq_len >= 10, "training.seq_len", "variable BPTT needs seq_len >= 10")
 
-    # The model section: let the core check names and types, then the cross-section combinations.
-    from lm.models import config_from_dict as model_config_from_dict
+    # The model section: the core checks names and values, then what its family can train with.
+    from lm.models import check_training, config_from_dict as model_config_from_dict
 
     vocab = d.vocab_size or 256
     try:
-        model_config = model_config_from_dict(kind, config.model_options(vocab))
+        model_config = model_config_from_dict(config.model_type, config.model_options(vocab))
     except OptionError as error:
         raise ConfigError(src, f"model.{error.option}", error.problem) from None
-    if kind == "gpt":
-        context = model_config.context_length
-        need(t.seq_len <= context, "training.seq_len", f"{t.seq_len} is longer than model.context_length ({context})")
+    try:
+        check_training(config.model_type, dataclasses.asdict(t), model_config)
+    except OptionError as error:
+        raise ConfigError(src, f"training.{error.option}", error.problem) from None

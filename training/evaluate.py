@@ -1,10 +1,11 @@
 """`python -m training evaluate`: how well a model directory predicts a text.
 
-The LSTM reads the whole text as one stream, carrying its state; the GPT reads it in windows of its context with
-a stride of half the context, so every token after the first window has at least half a context before it.
-`bits_per_char` = loss x tokens / (characters x ln 2), with the characters of the evaluated text, so char, word and
-BPE models compare on the same scale. `--split all` scores the train, validation and test parts one after the other
-into one table (`splits` in the JSON); a part that the model's split fractions leave empty is reported as empty.
+Each family reads the text as faithfully as it can (`Family.score_text`): the LSTM as one stream, carrying its state;
+the GPT in windows of its context with a stride of half the context, so every token after the first window has at
+least half a context before it. `bits_per_char` = loss x tokens / (characters x ln 2), with the characters of the
+evaluated text, so char, word and BPE models compare on the same scale. `--split all` scores the train, validation
+and test parts one after the other into one table (`splits` in the JSON); a part that the model's split fractions
+leave empty is reported as empty.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from training import plots
 from training.config import DataConfig
 from training.data import load_corpus, load_text
 from training.metrics import TokenStats, distinct_n, repetition_rate
-from training.scoring import score_gpt, score_lstm
 
 SPLITS = ("train", "valid", "test")
 TABLE_KEYS = ("loss", "perplexity", "bits_per_char", "tokens", "characters", "loss_std", "avg_top_token_prob",
@@ -89,13 +89,8 @@ def _text_figures(loaded: LoadedModel, model_dir: str, text: str, name: str, dev
     ids = loaded.tokenizer.encode_corpus(text)
     if len(ids) < 2:
         raise ValueError(f"{name}: the text to evaluate has fewer than two tokens")
-    model = loaded.model.eval()
     stats = TokenStats(detailed=True)
-    if loaded.model_type == "gpt":
-        context = model.context_length
-        score_gpt(model, ids, stats, device, stride=stride or max(1, context // 2))
-    else:
-        score_lstm(model, ids, stats, device, streams=1, chunk=256)
+    loaded.family.score_text(loaded.model.eval(), ids, stats.update, device, stride=stride)
     figures: dict[str, Any] = stats.summary(characters=len(text))
     figures["generation"] = generation_diversity(model_dir, text, device, samples, sample_tokens, seed)
     if plots_dir:

@@ -10,6 +10,7 @@ on Ctrl-C. Batches are a function of (seed, step), so a resumed run sees the dat
 from __future__ import annotations
 
 import copy
+import dataclasses
 import gc
 import json
 import math
@@ -29,17 +30,16 @@ from tqdm import tqdm
 
 from lm.atomic import atomic_write_text
 from lm.checkpoint import load_model_dir, save_model_dir
-from lm.models import build_model
+from lm.checks import OptionError
+from lm.models import build_model, family_of
 from lm.tokenizers import Tokenizer, train_tokenizer
 from training import distributed, plots, resume
-from training.batches import StreamSampler, WindowSampler
 from training.config import Config
 from training.data import Corpus, load_corpus
 from training.hardware import PrecisionChoice, autocast_factory, describe, peak_flops, pick_device, resolve_precision
 from training.loggers import open_trackers
 from training.metrics import TokenStats, bits_per_char, perplexity, unigram_loss
 from training.optim import NTASGD, PlateauScale, build_optimizer, scheduled_lr
-from training.scoring import score_gpt, score_lstm
 from training.token_cache import encode_cached
 
 METRICS_FILE = "metrics.jsonl"
@@ -103,10 +103,12 @@ class Trainer:
         # model FLOPs utilisation: achieved training FLOPs/s over the measured matmul peak of every process
         self.flops_per_token = self.model.training_flops_per_token(t.seq_len)
         self.peak_flops = peak * self.dist.world_size
-        self.model_type = "gpt" if self.model.context_length else "lstm"
-        if self.model_type == "gpt" and t.seq_len > self.model.context_length:
-            raise TrainingError(f"training.seq_len {t.seq_len} exceeds the model's context length "
-                                f"{self.model.context_length}")
+        self.family = family_of(self.model)
+        self.settings = dataclasses.asdict(t)  # what the family's hooks read
+        try:  # the config was checked, but --init-from brings a model of its own
+            self.family.check_training(self.settings, self.model.config)
+        except OptionError as error:
+            raise TrainingError(f"training.{error.option} {error.problem}") from None
         self.model.to(self.device)
         self.train_ids = self._encode(self.corpus.train)
         self.valid_ids = self._encode(self.corpus.valid)
@@ -118,11 +120,8 @@ class Trainer:
         self.optimizer = build_optimizer(self.model, t)
         self.plateau = PlateauScale(t.plateau_factor, t.plateau_patience)
         self.ntasgd = NTASGD(self.model, t.nonmono) if t.optimizer == "ntasgd" else None
-        if self.model_type == "gpt":
-            self.sampler = WindowSampler(self.train_ids, t.batch_size, t.seq_len, t.seed, self.dist.rank)
-        else:
-            self.sampler = StreamSampler(self.train_ids, t.batch_size, t.seq_len, t.seed, t.variable_bptt,
-                                         self.dist.rank, self.dist.world_size)
+        self.sampler = self.family.batches(self.train_ids, t.batch_size, t.seq_len, t.seed, self.dist.rank,
+                                           self.dist.world_size, variable_length=t.variable_bptt)
         self.train_model = self.model
         if self.dist.enabled:
             from torch.nn.parallel import DistributedDataParallel
@@ -140,7 +139,7 @@ class Trainer:
         self.best_step = 0
         self.val_history: list[float] = []
         self.bad_evals = 0
-        self.lstm_state = None
+        self.carried = None  # the model state a family carries from one batch to the next
         self.rows: list[dict] = []
         self.best_weights: dict[str, torch.Tensor] | None = None
         self._interrupted = False
@@ -304,20 +303,13 @@ class Trainer:
             sync = nullcontext() if (last or not self.dist.enabled) else self.train_model.no_sync()
             with sync:
                 with self.autocast():
-                    if self.model_type == "lstm":
-                        if batch.reset_state:
-                            self.lstm_state = None
-                        out = self.train_model(x, self.lstm_state)
-                        self.lstm_state = self.model.detach_state(out.state)
-                    else:
-                        out = self.train_model(x)
+                    out = self.train_model(x, None if batch.reset_state else self.carried)
+                    self.carried = self.family.carry(out.state)
                     logits = out.logits
                     loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1))
                     objective = loss
-                    if self.model_type == "lstm" and t.alpha:  # AR: large activations after dropout
-                        objective = objective + t.alpha * out.dropped_hidden.float().pow(2).mean()
-                    if self.model_type == "lstm" and t.beta:  # TAR: fast-changing hidden states
-                        objective = objective + t.beta * (out.hidden[:, 1:] - out.hidden[:, :-1]).float().pow(2).mean()
+                    for term in self.family.loss_terms(out, self.settings):
+                        objective = objective + term
                 objective = objective / t.grad_accum
                 if self.scaler is not None:
                     self.scaler.scale(objective).backward()
@@ -367,15 +359,9 @@ class Trainer:
         model = self.ntasgd.eval_model() if self.ntasgd else self.model
         model.eval()
         stats = TokenStats(detailed=False)
-        batch_size = t.eval_batch_size or t.batch_size
-        world = dict(rank=self.dist.rank, world_size=self.dist.world_size, autocast=self.autocast)
-        if self.model_type == "gpt":
-            windows = None if t.eval_batches is None else t.eval_batches * batch_size
-            score_gpt(model, self.valid_ids, stats, self.device, context=t.seq_len, batch_size=batch_size,
-                      max_windows=windows, **world)
-        else:
-            score_lstm(model, self.valid_ids, stats, self.device, streams=batch_size, chunk=t.seq_len,
-                       max_chunks=t.eval_batches, **world)
+        self.family.score_batches(model, self.valid_ids, stats.update, self.device, t.seq_len,
+                                  t.eval_batch_size or t.batch_size, t.eval_batches, self.dist.rank,
+                                  self.dist.world_size, self.autocast)
         model.train()
         total, count = distributed.all_reduce_sum(self.dist, [stats.nll_sum, float(stats.count)], self.device)
         return total / max(count, 1.0)
@@ -481,9 +467,7 @@ class Trainer:
     def _process_state(self) -> tuple[dict[str, torch.Tensor], dict]:
         """What differs between the processes of a torchrun run: random generators, the LSTM's carried state."""
         tensors, rng_meta = resume.rng_state()
-        if self.lstm_state is not None:
-            for i, (h, c) in enumerate(self.lstm_state):
-                tensors[f"lstm_state.{i}.h"], tensors[f"lstm_state.{i}.c"] = h.cpu(), c.cpu()
+        tensors.update(self.family.state_tensors(self.carried))
         return tensors, rng_meta
 
     def _save_resume(self) -> None:
@@ -518,7 +502,7 @@ class Trainer:
             "optimizer": optim_meta,
             "world_size": self.dist.world_size,
             **rng_meta,
-            "model_type": self.model_type,
+            "model_type": self.family.name,
             "last_lr": getattr(self, "_last_lr", None),
         }
         resume.save(self.output, tensors, meta, {"tokenizer.json": self.tokenizer.to_str()})
@@ -529,9 +513,9 @@ class Trainer:
                 tqdm.write(f"note: {self.output} has no resume state; starting from step 0", file=sys.stderr)
             return
         tensors, meta = resume.load(self.output)
-        if meta.get("model_type") != self.model_type:
+        if meta.get("model_type") != self.family.name:
             raise TrainingError(f"{resume.resume_dir(self.output)}: saved for a {meta.get('model_type')} model, "
-                                f"the config builds a {self.model_type}")
+                                f"the config builds a {self.family.name}")
         try:
             self.model.load_state_dict(resume.prefixed(tensors, "model"))
         except RuntimeError as exc:
@@ -560,14 +544,11 @@ class Trainer:
         if rank > 0 and meta.get("world_size", 1) != self.dist.world_size:
             # saved by a run with another number of processes: this one's streams start afresh (not bit-exact)
             self._seed(self.cfg.training.seed + rank + 7919 * self.step)
-            self.lstm_state = None
+            self.carried = None
             return
         own = tensors if rank == 0 else resume.prefixed(tensors, f"rank{rank}")
         resume.set_rng_state(own, meta["rng" if rank == 0 else f"rank{rank}.rng"])
-        layers = sorted({int(k.split(".")[1]) for k in own if k.startswith("lstm_state.")})
-        if layers:
-            self.lstm_state = [(own[f"lstm_state.{i}.h"].to(self.device), own[f"lstm_state.{i}.c"].to(self.device))
-                               for i in layers]
+        self.carried = self.family.state_from_tensors(own, self.device)
 
     def _reload_metrics(self) -> None:
         """Keep the metrics rows up to the resumed step; later ones were from the lost part of the run."""

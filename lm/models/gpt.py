@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from lm import checks
 from lm.checks import OptionError
+from lm.models.family import WindowedFamily
 from lm.models.output import ModelOutput
 
 POSITION_KINDS = ("rotary", "learned")
@@ -236,10 +237,6 @@ class GPT(nn.Module):
     def init_state(self, batch_size: int, device: torch.device | str = "cpu") -> KVCache:
         return KVCache(self.config.n_layer, self.config.context_length)
 
-    @staticmethod
-    def detach_state(state: KVCache | None) -> KVCache | None:
-        return state
-
     def forward(self, tokens: torch.Tensor, state: KVCache | None = None) -> ModelOutput:
         """tokens (B, T) -> logits (B, T, V). With a cache, the tokens continue the cached sequence."""
         B, T = tokens.shape
@@ -338,3 +335,6 @@ class GPT(nn.Module):
     @property
     def needs_reencode_to_slide(self) -> bool:
         return self.wpe is not None
+
+
+FAMILY = WindowedFamily("gpt", "decoder-only transformer (GPT)", GPTConfig, GPT)

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from lm import checks
+from lm.models.family import RecurrentFamily
 from lm.models.output import ModelOutput
 
 LSTMState = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: h (B, H), c (B, H)
@@ -105,11 +106,6 @@ class AWDLSTM(nn.Module):
             for lstm in self.layers
         ]
 
-    @staticmethod
-    def detach_state(state: LSTMState | None) -> LSTMState | None:
-        """Truncated backpropagation through time: keep the values, cut the graph."""
-        return None if state is None else [(h.detach(), c.detach()) for h, c in state]
-
     def forward(self, tokens: torch.Tensor, state: LSTMState | None = None) -> ModelOutput:
         """tokens (B, T) -> logits (B, T, V), plus the state after the last token."""
         c = self.config
@@ -152,3 +148,36 @@ class AWDLSTM(nn.Module):
         cell = torch.sigmoid(f) * cell + torch.sigmoid(i) * torch.tanh(g)
         h = torch.sigmoid(o) * torch.tanh(cell)
         return h.unsqueeze(1), (h, cell)
+
+
+class AWDLSTMFamily(RecurrentFamily):
+    """The AWD-LSTM's hooks: a recurrent family with activation regularisation and its (h, c) state on disk."""
+
+    def loss_terms(self, output: ModelOutput, settings) -> list[torch.Tensor]:
+        terms = []
+        if settings["alpha"]:  # AR: large activations after dropout
+            terms.append(settings["alpha"] * output.dropped_hidden.float().pow(2).mean())
+        if settings["beta"]:  # TAR: fast-changing hidden states
+            terms.append(settings["beta"] * (output.hidden[:, 1:] - output.hidden[:, :-1]).float().pow(2).mean())
+        return terms
+
+    def state_tensors(self, state: LSTMState | None) -> dict[str, torch.Tensor]:
+        tensors = {}
+        for i, (h, c) in enumerate(state or []):
+            tensors[f"lstm_state.{i}.h"], tensors[f"lstm_state.{i}.c"] = h.cpu(), c.cpu()
+        return tensors
+
+    def state_from_tensors(self, tensors, device) -> LSTMState | None:
+        layers = sorted({int(k.split(".")[1]) for k in tensors if k.startswith("lstm_state.")})
+        return [(tensors[f"lstm_state.{i}.h"].to(device), tensors[f"lstm_state.{i}.c"].to(device))
+                for i in layers] or None
+
+
+FAMILY = AWDLSTMFamily(
+    "lstm",
+    "AWD-LSTM",
+    LSTMConfig,
+    AWDLSTM,
+    training_settings=("variable_bptt", "alpha", "beta"),
+    optimizers=("ntasgd",),  # AWD's non-monotonically triggered averaged SGD
+)

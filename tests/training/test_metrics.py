@@ -6,11 +6,8 @@ import math
 
 import numpy as np
 import torch
-from hypothesis import given
-from hypothesis import strategies as st
 
 from training.metrics import TokenStats, bits_per_char, distinct_n, perplexity, repetition_rate, unigram_loss
-from training.scoring import gpt_windows
 
 
 def test_perplexity_and_bits_per_char():
@@ -55,15 +52,3 @@ def test_distinct_and_repetition():
     assert distinct_n([[1, 2, 1, 2]], 2) == 2 / 3
     assert repetition_rate([[1, 2, 3, 4, 5, 6]]) == 0.0
     assert repetition_rate([[1, 2, 3, 4] * 3]) > 0.5
-
-
-@given(st.integers(2, 500), st.integers(1, 64), st.data())
-def test_gpt_windows_score_every_target_once(num_tokens, context, data):
-    stride = data.draw(st.integers(1, context))
-    covered = []
-    for start, end, first in gpt_windows(num_tokens, context, stride):
-        assert 0 <= start < end and end - start <= context and 0 <= first < end - start
-        covered.extend(range(start + first, end))
-        if start > 0:  # a window that slid gives each scored token at least context - stride before it
-            assert first >= context - stride
-    assert covered == list(range(num_tokens - 1))

@@ -9,9 +9,12 @@ import math
 import pytest
 
 from lm import load
+from tests.third_family import bigram_registered  # noqa: F401  (a fixture)
 from tests.training.conftest import run_cli, tiny_config, write_config
+from training.card import render_card
 from training.cli import main
 from training.config import config_from_dict
+from training.evaluate import evaluate_model
 from training import resume
 from training.trainer import RunOptions, Trainer, TrainingError, train
 
@@ -177,3 +180,16 @@ def test_generation_options_are_checked_on_the_command_line(tmp_path, capsys):
     assert main(["generate", str(tmp_path), "--top-p", "2"]) == 2  # refused before any model is read
     err = capsys.readouterr().err
     assert "--top-p: must be in (0, 1]" in err and err.count("\n") == 1
+
+
+def test_a_third_family_trains_evaluates_and_gets_a_card_from_its_registration_alone(tmp_path, bigram_registered):
+    raw = tiny_config("gpt", max_steps=20, eval_interval=10, lr=0.3, warmup_steps=0)
+    raw["model"] = {"type": bigram_registered.name}
+    out = tmp_path / "bigram"
+    result = train(config_from_dict(raw, "bigram.yaml"), RunOptions(output=out, progress=False))
+    assert result.steps == 20 and result.best_val_loss < result.unigram_val_loss  # it learned which letter follows
+    text = tmp_path / "eval.txt"
+    text.write_text("The cat sees the moon.\n" * 20)
+    figures = evaluate_model(str(out), str(text), samples=1, sample_tokens=5)
+    assert figures["tokens"] == len(text.read_text()) - 1
+    assert "bigram table" in render_card(out)

@@ -1,10 +1,11 @@
 """Training batches, reproducible from (seed, step) so a resumed run sees exactly the data it would have seen.
+Each model family trains on one kind (lm.models.family chooses):
 
-- GPT: `WindowSampler` draws random windows of the context length.
-- LSTM: `StreamSampler` cuts the ids into `batch_size` contiguous streams and walks along them, so the hidden state
-  can be carried from one step to the next (truncated BPTT); with AWD's variable BPTT the window length is drawn
-  per step around `seq_len`.
-With several processes (DDP) each rank draws its own windows (GPT) or walks its own streams (LSTM).
+- `WindowSampler` draws random windows of `seq_len` tokens (a model with a fixed context);
+- `StreamSampler` cuts the ids into `batch_size` contiguous streams and walks along them, so a recurrent model's
+  state can be carried from one step to the next (truncated BPTT); with AWD's variable BPTT the window length is
+  drawn per step around `seq_len`.
+With several processes (DDP) each rank draws its own windows or walks its own streams.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ class Batch:
     x: torch.Tensor  # (B, T) input ids
     y: torch.Tensor  # (B, T) next-token targets
     seq_len: int
-    reset_state: bool = False  # LSTM: a new pass over the data begins, start from a fresh state
+    reset_state: bool = False  # a new pass over the data begins: a carried state starts afresh
 
 
 class WindowSampler:

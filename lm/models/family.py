@@ -1,0 +1,173 @@
+"""What generic code asks of a model family: the hooks registered in `lm.models.MODEL_TYPES`.
+
+The trainer, the evaluation, the model card, the config checks and the generation engine never ask which family
+they hold; they call these hooks. Two ways of reading text cover the families so far:
+
+- `WindowedFamily` (GPT): a fixed context. It trains on random windows, scores a long text in overlapping windows
+  and generates past its context by sliding its cache (or re-encoding the last half-context).
+- `RecurrentFamily` (AWD-LSTM): it carries its state instead. It trains on contiguous streams with the state carried
+  from batch to batch (truncated BPTT), scores a long text as one stream, and has no context to slide past.
+
+A new family is one file (config dataclass, model, and its `Family` instance, usually one of these two with any
+hook of its own overridden) plus its line in `MODEL_TYPES`. Per-family facts that later code needs (say, training
+FLOPs per token) belong here too, as a hook every family answers.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from lm.batches import StreamSampler, WindowSampler
+from lm.checks import OptionError
+from lm.models.output import ModelOutput
+from lm.scoring import Consume, score_streams, score_windows
+
+# A long text scored for evaluation: the faithful reading, and the batch size that keeps it quick.
+EVALUATION_BATCH = 32
+STREAM_CHUNK = 256  # tokens per forward pass when one stream is read (the state carries the rest)
+
+
+@dataclass(frozen=True)
+class Family(ABC):
+    """One model family: its names, its classes and what differs between families."""
+
+    name: str  # config.json's model_type, e.g. "gpt"
+    title: str  # how a person calls it, e.g. "decoder-only transformer (GPT)"
+    config_class: type
+    model_class: type[nn.Module]
+    # Trainer settings (`training.<name>`) that only this family reads; for every other family they must stay off.
+    training_settings: tuple[str, ...] = ()
+    # Optimizers made for this family; other families may not use them.
+    optimizers: tuple[str, ...] = ()
+
+    def build(self, config: Any) -> nn.Module:
+        return self.model_class(config)
+
+    # --- training -----------------------------------------------------------------------------------------------
+    @abstractmethod
+    def batches(self, ids: np.ndarray, batch_size: int, seq_len: int, seed: int, rank: int = 0,
+                world_size: int = 1, variable_length: bool = False) -> WindowSampler | StreamSampler:
+        """The sampler of training batches: `batch(step, micro)`, `state_dict()`, `load_state_dict()`."""
+
+    def carry(self, state: Any) -> Any:
+        """The model state the next training batch starts from, given the one this batch ended with; None starts
+        the next batch afresh."""
+        return None
+
+    def loss_terms(self, output: ModelOutput, settings: Mapping[str, Any]) -> list[torch.Tensor]:
+        """Regularisation terms added to the cross-entropy, from the trainer's settings (`training.*`)."""
+        return []
+
+    def check_training(self, settings: Mapping[str, Any], config: Any) -> None:
+        """OptionError naming the `training.*` setting this family cannot train with, given its model config."""
+
+    def state_tensors(self, state: Any) -> dict[str, torch.Tensor]:
+        """The carried state as named tensors, for the resume folder."""
+        return {}
+
+    def state_from_tensors(self, tensors: Mapping[str, torch.Tensor], device: torch.device) -> Any:
+        """The carried state back from `state_tensors` (None when there is none)."""
+        return None
+
+    # --- scoring ------------------------------------------------------------------------------------------------
+    @abstractmethod
+    def score_batches(self, model: nn.Module, ids: np.ndarray, consume: Consume, device: Any, seq_len: int,
+                      batch_size: int, max_batches: int | None = None, rank: int = 0, world_size: int = 1,
+                      autocast: Any = None) -> None:
+        """A quick reading of `ids`, shaped like the training batches (the trainer's validation)."""
+
+    @abstractmethod
+    def score_text(self, model: nn.Module, ids: np.ndarray, consume: Consume, device: Any,
+                   window: int | None = None, stride: int | None = None) -> None:
+        """The faithful reading of a whole text (evaluation): every token with as much context as the family can
+        give it. `window` and `stride` apply to families that read in windows."""
+
+    # --- generation ---------------------------------------------------------------------------------------------
+    def prompt_window(self, model: nn.Module, ids: Sequence[int]) -> Sequence[int]:
+        """The part of a prompt's token ids the model reads first."""
+        return ids
+
+    def make_room(self, model: nn.Module, state: Any, history: torch.Tensor, device: torch.device) -> Any:
+        """The state to feed one more token with, once `history` (B, T) has been generated."""
+        return state
+
+    # --- description --------------------------------------------------------------------------------------------
+    def limitations(self, model_config: Mapping[str, Any]) -> list[str]:
+        """What a model card says this family cannot do, given config.json's `model` section."""
+        return []
+
+
+class WindowedFamily(Family):
+    """A model with a fixed context (`model.context_length`), whose state is a cache of at most that many
+    positions (`state.length`) that can slide, unless `model.needs_reencode_to_slide`."""
+
+    def batches(self, ids, batch_size, seq_len, seed, rank=0, world_size=1, variable_length=False):
+        return WindowSampler(ids, batch_size, seq_len, seed, rank)
+
+    def check_training(self, settings: Mapping[str, Any], config: Any) -> None:
+        if settings["seq_len"] > config.context_length:
+            raise OptionError(
+                "seq_len", f"is {settings['seq_len']}, longer than the model's context_length {config.context_length}"
+            )
+
+    def score_batches(self, model, ids, consume, device, seq_len, batch_size, max_batches=None, rank=0,
+                      world_size=1, autocast=None):
+        max_windows = None if max_batches is None else max_batches * batch_size
+        score_windows(model, ids, consume, device, window=seq_len, batch_size=batch_size, max_windows=max_windows,
+                      rank=rank, world_size=world_size, autocast=autocast)
+
+    def score_text(self, model, ids, consume, device, window=None, stride=None):
+        window = window or model.context_length
+        score_windows(model, ids, consume, device, window=window, stride=stride or max(1, window // 2),
+                      batch_size=EVALUATION_BATCH)
+
+    def prompt_window(self, model, ids):
+        return ids[-model.context_length:]
+
+    def make_room(self, model, state, history, device):
+        """A cache that can slide makes room itself; one that cannot (learned positions) and is full is replaced:
+        the last half-context is re-encoded, so decoding goes on with as much context as fits."""
+        if not model.needs_reencode_to_slide or state.length < model.context_length:
+            return state
+        keep = history[:, -(model.context_length // 2): -1]
+        fresh = model.init_state(history.shape[0], device)
+        model(keep, fresh)
+        return fresh
+
+    def limitations(self, model_config):
+        return [f"It attends to the last {model_config['context_length']} tokens only; longer generations slide "
+                "that window along."]
+
+
+class RecurrentFamily(Family):
+    """A model that carries its state (`model(tokens, state)` returns the state after the last token) and has no
+    context length."""
+
+    def batches(self, ids, batch_size, seq_len, seed, rank=0, world_size=1, variable_length=False):
+        return StreamSampler(ids, batch_size, seq_len, seed, variable_length, rank, world_size)
+
+    def carry(self, state):
+        """Truncated backpropagation through time: keep the values, cut the graph."""
+        return _detached(state)
+
+    def score_batches(self, model, ids, consume, device, seq_len, batch_size, max_batches=None, rank=0,
+                      world_size=1, autocast=None):
+        score_streams(model, ids, consume, device, streams=batch_size, chunk=seq_len, max_chunks=max_batches,
+                      rank=rank, world_size=world_size, autocast=autocast)
+
+    def score_text(self, model, ids, consume, device, window=None, stride=None):
+        score_streams(model, ids, consume, device, streams=1, chunk=STREAM_CHUNK)
+
+
+def _detached(state: Any) -> Any:
+    """The same nesting of lists and tuples, each tensor detached from its graph."""
+    if state is None or isinstance(state, torch.Tensor):
+        return None if state is None else state.detach()
+    return type(state)(_detached(part) for part in state)
