@@ -1,16 +1,19 @@
-"""Optional experiment trackers (`training.loggers: [tensorboard, wandb]`), used only when installed.
-
-metrics.jsonl and the training-curve PNG are always written; these only mirror the same rows elsewhere. A tracker
+"""A run's metrics: `metrics.jsonl` (`MetricsLog`), always written, and the optional experiment trackers
+(`training.loggers: [tensorboard, wandb]`) that mirror the same rows elsewhere, used only when installed. A tracker
 that is asked for but not installed is a one-line note on stderr, never a failure.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Any, Protocol
 
+from lm.atomic import atomic_write_text
+
 LOGGER_NAMES = ("tensorboard", "wandb")
+METRICS_FILE = "metrics.jsonl"
 
 
 class Tracker(Protocol):
@@ -55,3 +58,54 @@ def open_trackers(names: list[str], output: Path, config: dict[str, Any], run_na
         except ImportError:
             print(f"note: training.loggers asks for {name}, which is not installed; skipping it", file=sys.stderr)
     return trackers
+
+
+class MetricsLog:
+    """`metrics.jsonl` (one JSON object per logged step), the rows the training curve is drawn from, and the
+    trackers mirroring them. Only the main process of a run writes: on the others (`enabled=False`) it does nothing."""
+
+    def __init__(self, output: Path, enabled: bool = True) -> None:
+        self.path = Path(output) / METRICS_FILE
+        self.enabled = enabled
+        self.rows: list[dict[str, Any]] = []
+        self.trackers: list[Tracker] = []
+
+    def start(self, fresh: bool, loggers: list[str], config: dict[str, Any], run_name: str) -> None:
+        """Open the trackers; a fresh run first forgets the rows an earlier run left in the folder."""
+        if not self.enabled:
+            return
+        if fresh:
+            self.path.unlink(missing_ok=True)
+            self.rows = []
+        self.trackers = open_trackers(loggers, self.path.parent, config, run_name)
+
+    def log(self, row: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        self.rows.append(row)
+        # open and close per row: save_model_dir swaps the directory, so a long-lived handle would go stale
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
+        for tracker in self.trackers:
+            tracker.log(row)
+
+    def keep_until(self, step: int) -> None:
+        """On resume: keep the rows up to `step`; later ones were from the lost part of the run."""
+        if not self.enabled:
+            return
+        rows = []
+        if self.path.is_file():
+            for line in self.path.read_text(encoding="utf-8").splitlines():
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a line cut short by the kill
+                if row.get("step", 0) <= step:
+                    rows.append(row)
+        self.rows = rows
+        atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in rows))
+
+    def close(self) -> None:
+        for tracker in self.trackers:
+            tracker.close()
+        self.trackers = []

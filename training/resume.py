@@ -1,4 +1,5 @@
-"""The trainer's resume state in `<output>/resume/`: tensors in safetensors, everything else in JSON.
+"""The trainer's resume state in `<output>/resume/`: tensors in safetensors, everything else in JSON (the
+`TrainState` and the state of the sampler, schedule and optimizer).
 
 Written to a staging directory and swapped in with lm.atomic.replace_directory, so a crash at any instant leaves
 either the previous complete state or the new one. Nothing is unpickled on load.
@@ -6,9 +7,12 @@ either the previous complete state or the new one. Nothing is unpickled on load.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 import random
 import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +25,37 @@ from lm.atomic import make_staging_dir, replace_directory
 RESUME_DIR = "resume"
 TENSORS, STATE = "state.safetensors", "state.json"
 
+
+@dataclass
+class TrainState:
+    """How far a run has got: the numbers `--resume` restores, saved in state.json beside the tensors (weights,
+    optimizer, generators) and the components' own state (sampler, schedule, NT-ASGD)."""
+
+    step: int = 0
+    elapsed: float = 0.0  # seconds of training, over every session of the run
+    tokens_seen: int = 0
+    best_val_loss: float = math.inf
+    best_step: int = 0
+    val_history: list[float] = field(default_factory=list)
+    bad_evals: int = 0  # evaluations since the best one (early stopping's patience)
+    last_lr: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, meta: dict[str, Any], default_lr: float | None = None) -> TrainState:
+        """The state from a state.json (whose other keys belong to other components)."""
+        return cls(
+            step=int(meta["step"]),
+            elapsed=float(meta["elapsed"]),
+            tokens_seen=int(meta["tokens_seen"]),
+            best_val_loss=float(meta["best_val_loss"]),
+            best_step=int(meta["best_step"]),
+            val_history=[float(v) for v in meta["val_history"]],
+            bad_evals=int(meta["bad_evals"]),
+            last_lr=meta.get("last_lr") or default_lr,
+        )
 
 def resume_dir(output: Path) -> Path:
     return Path(output) / RESUME_DIR

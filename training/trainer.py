@@ -2,9 +2,12 @@
 
 The output directory is itself a model directory holding the best weights so far (by validation loss), saved with
 lm.checkpoint.save_model_dir. Beside them: `metrics.jsonl`, `training_curve.png`, `train_config.yaml`, and
-`resume/` with everything `--resume` needs to continue exactly (weights, optimizer, schedule, step, RNG states,
-data position, LSTM state, NT-ASGD average, early-stopping counters, elapsed time), saved at every evaluation and
-on Ctrl-C. Batches are a function of (seed, step), so a resumed run sees the data an uninterrupted run would.
+`resume/` with everything `--resume` needs to continue exactly (weights, optimizer, schedule, the `TrainState`, RNG
+states, data position, a recurrent model's carried state, NT-ASGD average), saved at every evaluation and on Ctrl-C.
+Batches are a function of (seed, step), so a resumed run sees the data an uninterrupted run would.
+
+What differs between model families (batches, carried state, extra loss terms, how validation reads the text) comes
+from the family's hooks (lm.models.family); nothing here asks which family it trains.
 """
 
 from __future__ import annotations
@@ -12,7 +15,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import gc
-import json
 import math
 import random
 import shutil
@@ -29,22 +31,24 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from lm.atomic import atomic_write_text
-from lm.checkpoint import load_model_dir, save_model_dir
+from lm.batches import Batch
 from lm.checks import OptionError
+from lm.checkpoint import load_model_dir, save_model_dir
 from lm.models import build_model, family_of
 from lm.tokenizers import Tokenizer, train_tokenizer
 from training import distributed, plots, resume
 from training.config import Config
 from training.data import Corpus, load_corpus
 from training.hardware import PrecisionChoice, autocast_factory, describe, peak_flops, pick_device, resolve_precision
-from training.loggers import open_trackers
+from training.loggers import MetricsLog
 from training.metrics import TokenStats, bits_per_char, perplexity, unigram_loss
 from training.optim import NTASGD, PlateauScale, build_optimizer, scheduled_lr
+from training.resume import TrainState
 from training.token_cache import encode_cached
 
-METRICS_FILE = "metrics.jsonl"
 CURVE_FILE = "training_curve.png"
 CONFIG_COPY = "train_config.yaml"
+# What the processes agree on after each step (the largest wins): go on, out of time, interrupted.
 _GO_ON, _OUT_OF_TIME, _INTERRUPTED = 0, 1, 2
 
 
@@ -79,7 +83,15 @@ class RunOptions:
     progress: bool = True
 
 
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
 class Trainer:
+    """One run: everything is set up here, then `run()` trains, validates and saves until a limit is reached."""
+
     def __init__(self, config: Config, options: RunOptions) -> None:
         self.cfg, self.opts = config, options
         t = config.training
@@ -91,9 +103,10 @@ class Trainer:
         if t.threads:
             torch.set_num_threads(t.threads)
         device_kind = "cuda" if options.device in ("auto", "cuda") and torch.cuda.is_available() else "cpu"
-        self.dist = distributed.setup(device_kind if options.device != "cpu" else "cpu")
+        self.dist = distributed.setup(device_kind)
         self.device = pick_device(options.device, self.dist.local_rank)
-        self._seed(t.seed + self.dist.rank)
+        seed_everything(t.seed + self.dist.rank)
+
         self.corpus, self.tokenizer, self.model = self._load_data_and_model()
         # rank 0 measures (precision: auto, the matmul peak); every process then uses its answer
         self.precision, peak = distributed.from_main(self.dist, self._measure_precision() if self.dist.is_main
@@ -110,8 +123,7 @@ class Trainer:
         except OptionError as error:
             raise TrainingError(f"training.{error.option} {error.problem}") from None
         self.model.to(self.device)
-        self.train_ids = self._encode(self.corpus.train)
-        self.valid_ids = self._encode(self.corpus.valid)
+        self.train_ids, self.valid_ids = self._encode(self.corpus.train), self._encode(self.corpus.valid)
         if len(self.valid_ids) < 2:
             raise TrainingError("the validation split is empty; give it more text (data.split) or a valid file")
         self.chars_per_token = len(self.corpus.valid) / len(self.valid_ids)
@@ -122,37 +134,17 @@ class Trainer:
         self.ntasgd = NTASGD(self.model, t.nonmono) if t.optimizer == "ntasgd" else None
         self.sampler = self.family.batches(self.train_ids, t.batch_size, t.seq_len, t.seed, self.dist.rank,
                                            self.dist.world_size, variable_length=t.variable_bptt)
-        self.train_model = self.model
-        if self.dist.enabled:
-            from torch.nn.parallel import DistributedDataParallel
+        self.train_model = self._wrapped(self.model)
 
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            self.train_model = DistributedDataParallel(self.model, device_ids=ids)
-        if t.compile:
-            self.train_model = torch.compile(self.train_model)
-
-        # progress state (all of it goes into the resume folder)
-        self.step = 0
-        self.elapsed = 0.0
-        self.tokens_seen = 0
-        self.best_val_loss = math.inf
-        self.best_step = 0
-        self.val_history: list[float] = []
-        self.bad_evals = 0
-        self.carried = None  # the model state a family carries from one batch to the next
-        self.rows: list[dict] = []
+        self.state = TrainState(last_lr=t.lr)  # how far the run has got; `resume` saves and restores it
+        self.carried = None  # the model state the family carries from one batch to the next, if any
         self.best_weights: dict[str, torch.Tensor] | None = None
+        self.metrics = MetricsLog(self.output, enabled=self.dist.is_main)
         self._interrupted = False
         if options.resume:
             self._restore()
 
     # ---------------------------------------------------------------- setup
-    @staticmethod
-    def _seed(seed: int) -> None:
-        random.seed(seed)
-        np.random.seed(seed % 2**32)
-        torch.manual_seed(seed)
-
     def _load_data_and_model(self) -> tuple[Corpus, Tokenizer, torch.nn.Module]:
         cfg, opts = self.cfg, self.opts
         # rank 0 downloads (and fills the token cache) first; the others then find everything on disk
@@ -201,7 +193,20 @@ class Trainer:
     def _encode(self, text: str, tokenizer: Tokenizer | None = None) -> np.ndarray:
         return encode_cached(text, tokenizer or self.tokenizer)
 
-    # ---------------------------------------------------------------- the loop
+    def _wrapped(self, model: torch.nn.Module) -> torch.nn.Module:
+        """The module the training steps call: DDP under torchrun, compiled when asked."""
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            model = DistributedDataParallel(model, device_ids=ids)
+        return torch.compile(model) if self.cfg.training.compile else model
+
+    def _eval_model(self) -> torch.nn.Module:
+        """The weights validation and checkpoints use: the NT-ASGD average once it is on."""
+        return self.ntasgd.eval_model() if self.ntasgd else self.model
+
+    # ---------------------------------------------------------------- the run
     def run(self) -> TrainResult:
         try:
             stop_reason = self._loop()
@@ -213,8 +218,8 @@ class Trainer:
             self._leave_process_group(together=False)  # the others may be stuck in a collective: do not wait
             raise
         self._leave_process_group(together=True)
-        return TrainResult(self.output, self.step, self.best_val_loss, self._bpc(self.best_val_loss), stop_reason,
-                           self.unigram)
+        s = self.state
+        return TrainResult(self.output, s.step, s.best_val_loss, self._bpc(s.best_val_loss), stop_reason, self.unigram)
 
     def _leave_process_group(self, together: bool) -> None:
         """Drop the DDP wrapper, then the process group. Left for the interpreter's exit, DDP (kept alive by
@@ -228,104 +233,99 @@ class Trainer:
 
     def _loop(self) -> str:
         """Train until max_steps, max_time or early stopping; the reason it stopped."""
-        t = self.cfg.training
-        main = self.dist.is_main
-        if main:
+        t, s = self.cfg.training, self.state
+        self._prepare_output()
+        previous_handler = signal.signal(signal.SIGINT, self._on_sigint)
+        bar = tqdm(total=t.max_steps, initial=s.step, disable=not (self.dist.is_main and self.opts.progress),
+                   dynamic_ncols=True, file=sys.stderr, desc=self.cfg.name or "train")
+        self.train_model.train()
+        session_start = time.perf_counter() - s.elapsed
+        window_start, window_tokens = time.perf_counter(), 0  # for the tokens/s of each logged row
+        try:
+            while s.step < t.max_steps:
+                loss, tokens = self._train_step()
+                s.step += 1
+                s.tokens_seen += tokens
+                s.elapsed = time.perf_counter() - session_start
+                window_tokens += tokens
+                if s.step % t.log_interval == 0 or s.step == t.max_steps:
+                    rate = window_tokens / max(time.perf_counter() - window_start, 1e-9)
+                    window_start, window_tokens = time.perf_counter(), 0
+                    self._log_progress(loss, rate, bar)
+                bar.update(1)
+                code = self._agreed_code(out_of_time=t.max_time is not None and s.elapsed >= t.max_time)
+                if code == _INTERRUPTED:
+                    self._stop_interrupted()
+                if s.step % t.eval_interval == 0 or s.step == t.max_steps or code == _OUT_OF_TIME:
+                    if not self._evaluate_and_save(loss):
+                        return "early_stopping"
+                if code == _OUT_OF_TIME:
+                    return "max_time"
+            return "max_steps"
+        finally:
+            bar.close()
+            self.metrics.close()
+            if previous_handler is not None:  # None: the handler was set outside Python and cannot be put back
+                signal.signal(signal.SIGINT, previous_handler)
+
+    def _prepare_output(self) -> None:
+        """Rank 0: the output folder with the resolved config; a fresh run clears an earlier run's state and
+        metrics there (nothing of it may be resumed or plotted)."""
+        if self.dist.is_main:
             self.output.mkdir(parents=True, exist_ok=True)
             atomic_write_text(self.output / CONFIG_COPY, self._config_as_run())
             for stale in self.output.glob(f".{resume.RESUME_DIR}.*.tmp"):  # staging left by a killed run
                 shutil.rmtree(stale, ignore_errors=True)
-            if not self.opts.resume:  # a fresh run: nothing of an earlier run here may be resumed or plotted
-                (self.output / METRICS_FILE).unlink(missing_ok=True)
+            if not self.opts.resume:
                 shutil.rmtree(resume.resume_dir(self.output), ignore_errors=True)
-        self.trackers = open_trackers(t.loggers, self.output, self.cfg.to_dict(), self.cfg.name) if main else []
-        previous_handler = signal.signal(signal.SIGINT, self._on_sigint)
-        bar = tqdm(total=t.max_steps, initial=self.step, disable=not (main and self.opts.progress),
-                   dynamic_ncols=True, file=sys.stderr, desc=self.cfg.name or "train")
-        self.train_model.train()
-        session_start = time.perf_counter() - self.elapsed
-        window_start, window_tokens = time.perf_counter(), 0
-        stop_reason = "max_steps"
-        try:
-            while self.step < t.max_steps:
-                loss, tokens, seq_len = self._train_step()
-                self.step += 1
-                self.tokens_seen += tokens
-                window_tokens += tokens
-                self.elapsed = time.perf_counter() - session_start
-                out_of_time = t.max_time is not None and self.elapsed >= t.max_time
-                if self.step % t.log_interval == 0 or self.step == t.max_steps:
-                    now = time.perf_counter()
-                    rate = window_tokens / max(now - window_start, 1e-9)
-                    window_start, window_tokens = now, 0
-                    mfu = rate * self.flops_per_token / self.peak_flops
-                    self._log({"step": self.step, "train_loss": loss, "lr": self._last_lr,
-                               "tokens_per_second": rate, "mfu": mfu, "elapsed": self.elapsed})
-                    bar.set_postfix(loss=f"{loss:.3f}", ppl=f"{perplexity(loss):.1f}", lr=f"{self._last_lr:.2e}",
-                                    tok_s=f"{rate:,.0f}", mfu=f"{mfu:.0%}", refresh=False)
-                bar.update(1)
-                code = _INTERRUPTED if self._interrupted else _OUT_OF_TIME if out_of_time else _GO_ON
-                code = distributed.most_urgent_code(self.dist, code, self.device)
-                if code == _INTERRUPTED:
-                    self._save_resume()
-                    if not main:
-                        raise Interrupted("")  # rank 0 says so, once
-                    raise Interrupted(f"interrupted at step {self.step}: state saved in "
-                                      f"{resume.resume_dir(self.output)}; continue with --resume")
-                if self.step % t.eval_interval == 0 or self.step == t.max_steps or code == _OUT_OF_TIME:
-                    if not self._evaluate_and_save(loss):
-                        stop_reason = "early_stopping"
-                        break
-                if code == _OUT_OF_TIME:
-                    stop_reason = "max_time"
-                    break
-        finally:
-            bar.close()
-            for tracker in self.trackers:
-                tracker.close()
-            if previous_handler is not None:  # None: the handler was set outside Python and cannot be put back
-                signal.signal(signal.SIGINT, previous_handler)
-        return stop_reason
+        self.metrics.start(fresh=not self.opts.resume, loggers=self.cfg.training.loggers,
+                           config=self.cfg.to_dict(), run_name=self.cfg.name)
+
+    def _log_progress(self, loss: float, tokens_per_second: float, bar: tqdm) -> None:
+        s = self.state
+        mfu = tokens_per_second * self.flops_per_token / self.peak_flops
+        self.metrics.log({"step": s.step, "train_loss": loss, "lr": s.last_lr, "tokens_per_second": tokens_per_second,
+                          "mfu": mfu, "elapsed": s.elapsed})
+        bar.set_postfix(loss=f"{loss:.3f}", ppl=f"{perplexity(loss):.1f}", lr=f"{s.last_lr:.2e}",
+                        tok_s=f"{tokens_per_second:,.0f}", mfu=f"{mfu:.0%}", refresh=False)
+
+    def _agreed_code(self, out_of_time: bool) -> int:
+        """What to do after this step, the same on every process: whichever of them was interrupted or ran out
+        of time decides for all."""
+        code = _INTERRUPTED if self._interrupted else _OUT_OF_TIME if out_of_time else _GO_ON
+        return distributed.most_urgent_code(self.dist, code, self.device)
 
     def _on_sigint(self, signum, frame) -> None:
         if self._interrupted:  # a second Ctrl-C: the user really wants out
             raise KeyboardInterrupt
         self._interrupted = True
 
-    def _train_step(self) -> tuple[float, int, int]:
+    def _stop_interrupted(self) -> None:
+        self._save_resume()
+        if not self.dist.is_main:
+            raise Interrupted("")  # rank 0 says so, once
+        raise Interrupted(f"interrupted at step {self.state.step}: state saved in {resume.resume_dir(self.output)}; "
+                          "continue with --resume")
+
+    # ---------------------------------------------------------------- one step
+    def _train_step(self) -> tuple[float, int]:
+        """One optimizer step over `grad_accum` micro-batches: (mean loss, tokens seen by all processes)."""
         t = self.cfg.training
         self.optimizer.zero_grad(set_to_none=True)
         total, tokens, lengths = 0.0, 0, []
         for micro in range(t.grad_accum):
-            batch = self.sampler.batch(self.step, micro)
-            x, y = batch.x.to(self.device), batch.y.to(self.device)
-            last = micro == t.grad_accum - 1
-            sync = nullcontext() if (last or not self.dist.enabled) else self.train_model.no_sync()
-            with sync:
-                with self.autocast():
-                    out = self.train_model(x, None if batch.reset_state else self.carried)
-                    self.carried = self.family.carry(out.state)
-                    logits = out.logits
-                    loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1))
-                    objective = loss
-                    for term in self.family.loss_terms(out, self.settings):
-                        objective = objective + term
-                objective = objective / t.grad_accum
-                if self.scaler is not None:
-                    self.scaler.scale(objective).backward()
-                else:
-                    objective.backward()
-            total += loss.item() / t.grad_accum
-            tokens += y.numel() * self.dist.world_size
+            batch = self.sampler.batch(self.state.step, micro)
+            total += self._forward_backward(batch, last=micro == t.grad_accum - 1) / t.grad_accum
+            tokens += batch.y.numel() * self.dist.world_size
             lengths.append(batch.seq_len)
         if not math.isfinite(total):
-            self._diverged(f"loss became {total} at step {self.step + 1}")
+            self._diverged(f"loss became {total} at step {self.state.step + 1}")
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
         if t.grad_clip > 0:
             norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
             if not torch.isfinite(norm) and self.scaler is None:
-                self._diverged(f"the gradient norm became {float(norm)} at step {self.step + 1}")
+                self._diverged(f"the gradient norm became {float(norm)} at step {self.state.step + 1}")
         self._set_lr(sum(lengths) / len(lengths))
         if self.scaler is not None:
             self.scaler.step(self.optimizer)
@@ -334,29 +334,46 @@ class Trainer:
             self.optimizer.step()
         if self.ntasgd is not None:
             self.ntasgd.update()
-        return total, tokens, lengths[0]
+        return total, tokens
+
+    def _forward_backward(self, batch: Batch, last: bool) -> float:
+        """Loss and gradients of one micro-batch (DDP syncs gradients on the last one only); its loss."""
+        x, y = batch.x.to(self.device), batch.y.to(self.device)
+        sync = nullcontext() if (last or not self.dist.enabled) else self.train_model.no_sync()
+        with sync:
+            with self.autocast():
+                out = self.train_model(x, None if batch.reset_state else self.carried)
+                self.carried = self.family.carry(out.state)
+                logits = out.logits.float()
+                loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+                objective = loss
+                for term in self.family.loss_terms(out, self.settings):
+                    objective = objective + term
+            objective = objective / self.cfg.training.grad_accum
+            (self.scaler.scale(objective) if self.scaler is not None else objective).backward()
+        return loss.item()
 
     def _set_lr(self, seq_len: float) -> None:
         t = self.cfg.training
-        progress = self.step / t.max_steps
+        progress = self.state.step / t.max_steps
         if t.max_time:
-            progress = max(progress, self.elapsed / t.max_time)
-        lr = scheduled_lr(t, self.step, progress) * self.plateau.scale
+            progress = max(progress, self.state.elapsed / t.max_time)
+        lr = scheduled_lr(t, self.state.step, progress) * self.plateau.scale
         if t.variable_bptt:  # AWD: a shorter window gets a proportionally smaller step
             lr *= seq_len / t.seq_len
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        self._last_lr = lr
+        self.state.last_lr = lr
 
     def _diverged(self, what: str) -> None:
-        where = f"the last good checkpoint in {self.output} is kept" if self.best_step else "no checkpoint was saved"
-        raise TrainingError(f"training diverged: {what}; {where} (try a lower training.lr, or training.grad_clip)")
+        kept = f"the last good checkpoint in {self.output} is kept" if self.state.best_step else "no checkpoint was saved"
+        raise TrainingError(f"training diverged: {what}; {kept} (try a lower training.lr, or training.grad_clip)")
 
     # ---------------------------------------------------------------- evaluation and checkpoints
     def validate(self) -> float:
         """Validation loss (nats/token) of the current weights (the NT-ASGD average once it is on)."""
         t = self.cfg.training
-        model = self.ntasgd.eval_model() if self.ntasgd else self.model
+        model = self._eval_model()
         model.eval()
         stats = TokenStats(detailed=False)
         self.family.score_batches(model, self.valid_ids, stats.update, self.device, t.seq_len,
@@ -373,35 +390,39 @@ class Trainer:
     def _evaluate_and_save(self, train_loss: float) -> bool:
         """Validate, keep the best weights, update NT-ASGD / plateau / patience, save the resume state.
         False when early stopping says to end the run."""
-        t = self.cfg.training
+        t, s = self.cfg.training, self.state
         val_loss = self.validate()
         if not math.isfinite(val_loss):
-            self._diverged(f"the validation loss became {val_loss} at step {self.step}")
-        self.val_history.append(val_loss)
-        improved = val_loss < self.best_val_loss
+            self._diverged(f"the validation loss became {val_loss} at step {s.step}")
+        s.val_history.append(val_loss)
+        improved = val_loss < s.best_val_loss
         if improved:
-            self.best_val_loss, self.best_step, self.bad_evals = val_loss, self.step, 0
+            s.best_val_loss, s.best_step, s.bad_evals = val_loss, s.step, 0
         else:
-            self.bad_evals += 1
+            s.bad_evals += 1
         if self.dist.is_main:
-            self._log({"step": self.step, "train_loss": train_loss, "lr": self._last_lr,
-                       "tokens_per_second": None, "elapsed": self.elapsed, "val_loss": val_loss,
-                       "val_perplexity": perplexity(val_loss), "val_bits_per_char": self._bpc(val_loss)})
-            if improved:
-                source = self.ntasgd.eval_model() if self.ntasgd else self.model
-                self.best_weights = {k: v.detach().to("cpu").clone() for k, v in source.state_dict().items()}
-                self._save_model(source, finished=False)
-            plots.training_curve(self.rows, self.output / CURVE_FILE, title=self.cfg.name)
-        if self.ntasgd is not None and self.ntasgd.after_eval(self.val_history, self.step):
-            tqdm.write(f"step {self.step}: validation stopped improving, switching to averaged SGD", file=sys.stderr)
+            self._record_evaluation(train_loss, val_loss, improved)
+        if self.ntasgd is not None and self.ntasgd.after_eval(s.val_history, s.step):
+            tqdm.write(f"step {s.step}: validation stopped improving, switching to averaged SGD", file=sys.stderr)
         if t.schedule == "plateau":
             self.plateau.step(val_loss)
         self._save_resume()
-        return t.patience is None or self.bad_evals < t.patience
+        return t.patience is None or s.bad_evals < t.patience
+
+    def _record_evaluation(self, train_loss: float, val_loss: float, improved: bool) -> None:
+        """Rank 0: the metrics row, the best weights so far as the model directory, the training curve."""
+        s = self.state
+        self.metrics.log({"step": s.step, "train_loss": train_loss, "lr": s.last_lr, "tokens_per_second": None,
+                          "elapsed": s.elapsed, "val_loss": val_loss, "val_perplexity": perplexity(val_loss),
+                          "val_bits_per_char": self._bpc(val_loss)})
+        if improved:
+            source = self._eval_model()
+            self.best_weights = {k: v.detach().to("cpu").clone() for k, v in source.state_dict().items()}
+            self._save_model(source, finished=False)
+        plots.training_curve(self.metrics.rows, self.output / CURVE_FILE, title=self.cfg.name)
 
     def _metadata(self, finished: bool) -> dict:
-        cfg, corpus = self.cfg, self.corpus
-        loss = self.best_val_loss
+        cfg, corpus, s = self.cfg, self.corpus, self.state
         return {
             "name": self.output.name,
             "training": {
@@ -409,11 +430,11 @@ class Trainer:
                 "config_file": cfg.source,
                 "config": cfg.to_dict(),
                 "command": self.opts.command,
-                "steps": self.step,
-                "best_step": self.best_step,
+                "steps": s.step,
+                "best_step": s.best_step,
                 "finished": finished,
-                "tokens_seen": self.tokens_seen,
-                "wall_time_s": round(self.elapsed, 2),
+                "tokens_seen": s.tokens_seen,
+                "wall_time_s": round(s.elapsed, 2),
                 "hardware": describe(self.device),
                 "device": str(self.device),
                 "threads": torch.get_num_threads(),
@@ -433,39 +454,29 @@ class Trainer:
                 "unigram_val_loss": self.unigram,
             },
             "metrics": {
-                "val_loss": loss,
-                "val_perplexity": perplexity(loss),
-                "val_bits_per_char": self._bpc(loss),
+                "val_loss": s.best_val_loss,
+                "val_perplexity": perplexity(s.best_val_loss),
+                "val_bits_per_char": self._bpc(s.best_val_loss),
             },
         }
 
-    def _save_model(self, model: torch.nn.Module, finished: bool) -> None:
-        save_model_dir(self.output, model, self.tokenizer, metadata=self._metadata(finished),
-                       dtype=self.cfg.training.weights_dtype)
+    def _save_model(self, model: torch.nn.Module, finished: bool, stop_reason: str | None = None) -> None:
+        metadata = self._metadata(finished)
+        if stop_reason is not None:
+            metadata["training"]["stop_reason"] = stop_reason
+        save_model_dir(self.output, model, self.tokenizer, metadata=metadata, dtype=self.cfg.training.weights_dtype)
 
     def _finish(self, stop_reason: str) -> None:
         """Re-save the best weights with the final record (steps, wall time, stop reason)."""
         if not self.dist.is_main or self.best_weights is None:
             return
-        model = self.ntasgd.eval_model() if self.ntasgd else self.model
+        model = self._eval_model()
         model.load_state_dict(self.best_weights)
-        meta = self._metadata(finished=True)
-        meta["training"]["stop_reason"] = stop_reason
-        save_model_dir(self.output, model, self.tokenizer, metadata=meta, dtype=self.cfg.training.weights_dtype)
-
-    def _log(self, row: dict) -> None:
-        if not self.dist.is_main:
-            return
-        self.rows.append(row)
-        # open and close per row: save_model_dir swaps the directory, so a long-lived handle would go stale
-        with open(self.output / METRICS_FILE, "a", encoding="utf-8") as f:
-            f.write(json.dumps(row) + "\n")
-        for tracker in getattr(self, "trackers", []):
-            tracker.log(row)
+        self._save_model(model, finished=True, stop_reason=stop_reason)
 
     # ---------------------------------------------------------------- resume
     def _process_state(self) -> tuple[dict[str, torch.Tensor], dict]:
-        """What differs between the processes of a torchrun run: random generators, the LSTM's carried state."""
+        """What differs between the processes of a torchrun run: random generators, the carried model state."""
         tensors, rng_meta = resume.rng_state()
         tensors.update(self.family.state_tensors(self.carried))
         return tensors, rng_meta
@@ -489,13 +500,7 @@ class Trainer:
         if self.best_weights is not None:
             tensors.update({f"best.{k}": v for k, v in self.best_weights.items()})
         meta = {
-            "step": self.step,
-            "elapsed": self.elapsed,
-            "tokens_seen": self.tokens_seen,
-            "best_val_loss": self.best_val_loss,
-            "best_step": self.best_step,
-            "val_history": self.val_history,
-            "bad_evals": self.bad_evals,
+            **self.state.to_json(),
             "sampler": self.sampler.state_dict(),
             "plateau": self.plateau.state_dict(),
             "ntasgd_started_at": self.ntasgd.started_at if self.ntasgd else None,
@@ -503,7 +508,6 @@ class Trainer:
             "world_size": self.dist.world_size,
             **rng_meta,
             "model_type": self.family.name,
-            "last_lr": getattr(self, "_last_lr", None),
         }
         resume.save(self.output, tensors, meta, {"tokenizer.json": self.tokenizer.to_str()})
 
@@ -523,47 +527,26 @@ class Trainer:
             raise TrainingError(f"{resume.resume_dir(self.output)}: the saved weights do not fit this config's "
                                 f"model ({first[1].strip() if len(first) > 1 else first[0]})") from None
         resume.restore_optimizer(self.optimizer, tensors, meta["optimizer"])
-        self.step, self.elapsed = int(meta["step"]), float(meta["elapsed"])
-        self.tokens_seen = int(meta["tokens_seen"])
-        self.best_val_loss, self.best_step = float(meta["best_val_loss"]), int(meta["best_step"])
-        self.val_history, self.bad_evals = list(meta["val_history"]), int(meta["bad_evals"])
+        self.state = TrainState.from_json(meta, default_lr=self.cfg.training.lr)
         self.sampler.load_state_dict(meta["sampler"])
         self.plateau.load_state_dict(meta["plateau"])
-        self._last_lr = meta.get("last_lr") or self.cfg.training.lr
         if self.ntasgd is not None and meta.get("ntasgd_started_at") is not None:
             self.ntasgd.start(int(meta["ntasgd_started_at"]))
             self.ntasgd.averaged.load_state_dict(resume.prefixed(tensors, "averaged"))
-        best = resume.prefixed(tensors, "best")
-        self.best_weights = best or None
+        self.best_weights = resume.prefixed(tensors, "best") or None
         self._restore_process_state(tensors, meta)
-        if self.dist.is_main:
-            self._reload_metrics()
+        self.metrics.keep_until(self.state.step)
 
     def _restore_process_state(self, tensors: dict[str, torch.Tensor], meta: dict) -> None:
         rank = self.dist.rank
         if rank > 0 and meta.get("world_size", 1) != self.dist.world_size:
             # saved by a run with another number of processes: this one's streams start afresh (not bit-exact)
-            self._seed(self.cfg.training.seed + rank + 7919 * self.step)
+            seed_everything(self.cfg.training.seed + rank + 7919 * self.state.step)
             self.carried = None
             return
         own = tensors if rank == 0 else resume.prefixed(tensors, f"rank{rank}")
         resume.set_rng_state(own, meta["rng" if rank == 0 else f"rank{rank}.rng"])
         self.carried = self.family.state_from_tensors(own, self.device)
-
-    def _reload_metrics(self) -> None:
-        """Keep the metrics rows up to the resumed step; later ones were from the lost part of the run."""
-        path = self.output / METRICS_FILE
-        rows = []
-        if path.is_file():
-            for line in path.read_text(encoding="utf-8").splitlines():
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:
-                    continue  # a line cut short by the kill
-                if row.get("step", 0) <= self.step:
-                    rows.append(row)
-        self.rows = rows
-        atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
 
 
 def train(config: Config, options: RunOptions) -> TrainResult:

@@ -94,3 +94,14 @@ def test_ctrl_c_saves_and_exits_cleanly(tmp_path):
     again = run_cli(*_train_args(config, out, "--resume", "--max-steps", str(state["step"] + 5)))
     assert again.returncode == 0, again.stderr
     assert json.loads((out / "config.json").read_text())["training"]["steps"] == state["step"] + 5
+
+
+def test_train_state_round_trips_through_json():
+    from training.resume import TrainState
+
+    state = TrainState(step=40, elapsed=12.5, tokens_seen=5120, best_val_loss=1.25, best_step=30,
+                       val_history=[2.0, 1.25, 1.5], bad_evals=1, last_lr=3e-4)
+    saved = json.loads(json.dumps({**state.to_json(), "sampler": {}}))  # state.json holds other parts too
+    assert TrainState.from_json(saved) == state
+    assert TrainState.from_json({**saved, "last_lr": None}, default_lr=1e-3).last_lr == 1e-3
+    assert json.loads(json.dumps(TrainState().to_json()))["best_val_loss"] == float("inf")
