@@ -84,6 +84,7 @@ def on_starting(server):
     """Stop early, with one line, when there is obviously nothing to serve (checked without importing
     torch)."""
     model_dir = Path(SETTINGS["MODEL_DIR"])
+    # lm.checkpoint.CONFIG_FILE, spelled out here: importing lm.checkpoint would import torch
     candidates = [p for p in model_dir.glob("*/config.json") if not p.parent.name.startswith((".", "_"))]
     if not candidates:
         print(

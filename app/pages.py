@@ -8,12 +8,11 @@ from pathlib import Path
 from flask import Blueprint, Response, abort, current_app, render_template, send_from_directory
 
 from app.registry import get_registry
+from lm.checkpoint import CARD_FILE, CURVE_FILE
 from lm.options import TEMPERATURE
 
 bp = Blueprint("pages", __name__)
 
-CURVE_FILE = "training_curve.png"
-CARD_FILE = "card.md"
 MAX_CARD_CHARS = 100_000  # a card is a page of prose; anything bigger is not worth sending to a browser
 
 

@@ -116,7 +116,9 @@ def main() -> int:
         dirs = [Path(d) for d in args.model_dirs]
         dirs += [_random_model_dir(Path(p), Path(scratch)) for p in args.preset]
         if not dirs:
-            dirs = sorted(p for p in (ROOT / "models").iterdir() if (p / "config.json").is_file())
+            from lm.checkpoint import CONFIG_FILE
+
+            dirs = sorted(p for p in (ROOT / "models").iterdir() if (p / CONFIG_FILE).is_file())
         if not dirs:
             presets = [ROOT / "configs/shakespeare-gpt.yaml", ROOT / "configs/shakespeare-lstm.yaml"]
             dirs = [_random_model_dir(p, Path(scratch)) for p in presets if p.is_file()]

@@ -25,6 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from lm.checkpoint import CONFIG_FILE, METRICS_FILE  # noqa: E402
 from lm.precision import cpu_name, vector_extensions  # noqa: E402
 
 PRESETS = ("shakespeare-gpt", "shakespeare-lstm")
@@ -42,9 +43,9 @@ def one_run(preset: str, precision: str, steps: int, threads: int, data: str | N
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
     if done.returncode != 0:
         raise SystemExit(f"{preset} {precision}: training failed: {done.stderr.strip().splitlines()[-1]}")
-    rows = [json.loads(line) for line in (output / "metrics.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in (output / METRICS_FILE).read_text().splitlines()]
     windows = [row for row in rows if row.get("tokens_per_second")][1:]  # the first window warms up
-    record = json.loads((output / "config.json").read_text())["training"]
+    record = json.loads((output / CONFIG_FILE).read_text())["training"]
     return {
         "tokens_per_second": statistics.median(row["tokens_per_second"] for row in windows),
         "mfu": statistics.median(row["mfu"] for row in windows),

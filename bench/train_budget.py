@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from lm.checkpoint import load_model_dir  # noqa: E402
+from lm.checkpoint import CONFIG_FILE, METRICS_FILE, load_model_dir  # noqa: E402
 from training.config import load_config  # noqa: E402
 from training.data import load_corpus  # noqa: E402
 from training.metrics import TokenStats, bits_per_char  # noqa: E402
@@ -54,7 +54,7 @@ def validation_loss(model_dir: Path, valid_text: str, stride_fraction: float) ->
 
 def median_utilisation(model_dir: Path) -> float:
     """The median model FLOPs utilisation of the logged windows (the trainer's `mfu`, metrics.jsonl)."""
-    rows = [json.loads(line) for line in (model_dir / "metrics.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in (model_dir / METRICS_FILE).read_text().splitlines()]
     values = sorted(row["mfu"] for row in rows if row.get("mfu") is not None)
     return values[len(values) // 2] if values else float("nan")
 
@@ -81,7 +81,8 @@ def main() -> int:
         result = train(config, RunOptions(output=output, data=args.data, progress=False,
                                           command="bench/train_budget.py"))
         wall = time.perf_counter() - started
-        record = json.loads((output / "config.json").read_text())["training"]
+        saved = json.loads((output / CONFIG_FILE).read_text())
+        record = saved["training"]
         loss, tokens = validation_loss(output, corpus.valid, 1.0)
         figures = {
             "preset": config.name,
@@ -90,7 +91,7 @@ def main() -> int:
             "wall_s_including_setup": round(wall, 1),
             "steps": result.steps,
             "tokens_per_second": round(record["tokens_seen"] / record["wall_time_s"]),
-            "parameters": json.loads((output / "config.json").read_text())["parameters"],
+            "parameters": saved["parameters"],
             "val_loss": round(loss, 4),
             "val_bits_per_char": round(bits_per_char(loss, tokens, len(corpus.valid)), 4),
             "valid_characters": len(corpus.valid),

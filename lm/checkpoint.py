@@ -27,6 +27,13 @@ from lm.tokenizers import Tokenizer
 FORMAT = "scriptorium-model"
 FORMAT_VERSION = 1
 CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_FILE = "config.json", "model.safetensors", "tokenizer.json"
+# What the trainer, `evaluate` and `card` add beside them (save_model_dir keeps these when it replaces a directory).
+CARD_FILE = "card.md"
+EVALUATION_FILE = "evaluation.json"
+METRICS_FILE = "metrics.jsonl"
+CURVE_FILE = "training_curve.png"
+TRAIN_CONFIG_FILE = "train_config.yaml"
+RESUME_DIR = "resume"
 WEIGHT_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 _DTYPE_ALIASES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 

@@ -12,11 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from lm.atomic import atomic_write_text
-from lm.checkpoint import read_config
+from lm.checkpoint import CARD_FILE, CURVE_FILE, EVALUATION_FILE, METRICS_FILE, WEIGHTS_FILE, read_config
 from lm.models import MODEL_TYPES
 from training.corpora import KNOWN_CORPORA
 
-CARD_FILE = "card.md"
 SAMPLE_PROMPTS = ("ROMEO:", "JULIET:\nO", "First Citizen:\n")
 SAMPLE_SETTINGS = {"temperature": 0.8, "top_p": 0.95}
 SAMPLE_CHARACTERS = 300
@@ -87,7 +86,7 @@ def render_card(model_dir: str | Path) -> str:
     model_dir = Path(model_dir)
     config = read_config(model_dir)
     training = config.get("training") or {}
-    evaluation_file = model_dir / "evaluation.json"
+    evaluation_file = model_dir / EVALUATION_FILE
     evaluation = json.loads(evaluation_file.read_text()) if evaluation_file.is_file() else None
     tokenizer = config["tokenizer"]
     data = training.get("data") or {}
@@ -103,7 +102,7 @@ def render_card(model_dir: str | Path) -> str:
         f"- **Architecture:** {_architecture(config)}",
         f"- **Tokenizer:** {tokenizer['kind']}, {tokenizer['vocab_size']} tokens "
         f"({chars_per_token:.2f} characters per token on the validation text)",
-        f"- **Weights:** `model.safetensors`, stored as {config.get('weights_dtype', 'float32')}",
+        f"- **Weights:** `{WEIGHTS_FILE}`, stored as {config.get('weights_dtype', 'float32')}",
         "",
         "## Data",
         "",
@@ -123,7 +122,7 @@ def render_card(model_dir: str | Path) -> str:
         f"(total over every resumed session)",
         f"- **Hardware:** {training.get('hardware', 'unknown')}",
         f"- **Precision:** {_precision_line(training)}",
-        "- **Curve:** `metrics.jsonl` (one JSON object per logged step) and `training_curve.png`",
+        f"- **Curve:** `{METRICS_FILE}` (one JSON object per logged step) and `{CURVE_FILE}`",
         "",
         "## How good it is",
         "",

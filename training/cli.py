@@ -166,6 +166,7 @@ def _is_main_process() -> bool:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from lm.checkpoint import EVALUATION_FILE
     from training.evaluate import evaluate_model, evaluate_splits, format_table, write_json
 
     if args.split == "all":
@@ -175,7 +176,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         result = evaluate_model(args.model_dir, args.data, split=args.split, cleaner=args.cleaner,
                                 device=args.device, samples=args.samples, plots_dir=args.plots)
     result["command"] = "python -m training " + shlex.join(args.argv)
-    output = args.output or str(Path(args.model_dir) / "evaluation.json")
+    output = args.output or str(Path(args.model_dir) / EVALUATION_FILE)
     write_json(result, output)
     print(format_table(result))
     print(f"written to {output}")

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from lm.atomic import atomic_write_text
+from lm.checkpoint import METRICS_FILE
 
 LOGGER_NAMES = ("tensorboard", "wandb")
-METRICS_FILE = "metrics.jsonl"
 
 
 class Tracker(Protocol):

@@ -21,8 +21,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from lm.atomic import make_staging_dir, replace_directory
-
-RESUME_DIR = "resume"
+from lm.checkpoint import RESUME_DIR
 TENSORS, STATE = "state.safetensors", "state.json"
 
 

@@ -33,7 +33,7 @@ from tqdm import tqdm
 from lm.atomic import atomic_write_text
 from lm.batches import Batch
 from lm.checks import OptionError
-from lm.checkpoint import load_model_dir, save_model_dir
+from lm.checkpoint import CURVE_FILE, RESUME_DIR, TOKENIZER_FILE, TRAIN_CONFIG_FILE, load_model_dir, save_model_dir
 from lm.models import build_model, family_of
 from lm.tokenizers import Tokenizer, train_tokenizer
 from training import distributed, plots, resume
@@ -46,8 +46,6 @@ from training.optim import NTASGD, PlateauScale, build_optimizer, scheduled_lr
 from training.resume import TrainState
 from training.token_cache import encode_cached
 
-CURVE_FILE = "training_curve.png"
-CONFIG_COPY = "train_config.yaml"
 # What the processes agree on after each step (the largest wins): go on, out of time, interrupted.
 _GO_ON, _OUT_OF_TIME, _INTERRUPTED = 0, 1, 2
 
@@ -160,7 +158,7 @@ class Trainer:
             cfg.model = {"type": loaded.model_type,
                          **{k: v for k, v in loaded.config["model"].items() if k != "vocab_size"}}
         else:
-            saved = resume.resume_dir(self.output) / "tokenizer.json"
+            saved = resume.resume_dir(self.output) / TOKENIZER_FILE
             if opts.resume and resume.exists(self.output) and saved.is_file():
                 tokenizer = Tokenizer.from_file(saved)
             else:
@@ -273,8 +271,8 @@ class Trainer:
         metrics there (nothing of it may be resumed or plotted)."""
         if self.dist.is_main:
             self.output.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(self.output / CONFIG_COPY, self._config_as_run())
-            for stale in self.output.glob(f".{resume.RESUME_DIR}.*.tmp"):  # staging left by a killed run
+            atomic_write_text(self.output / TRAIN_CONFIG_FILE, self._config_as_run())
+            for stale in self.output.glob(f".{RESUME_DIR}.*.tmp"):  # staging left by a killed run
                 shutil.rmtree(stale, ignore_errors=True)
             if not self.opts.resume:
                 shutil.rmtree(resume.resume_dir(self.output), ignore_errors=True)
@@ -509,7 +507,7 @@ class Trainer:
             **rng_meta,
             "model_type": self.family.name,
         }
-        resume.save(self.output, tensors, meta, {"tokenizer.json": self.tokenizer.to_str()})
+        resume.save(self.output, tensors, meta, {TOKENIZER_FILE: self.tokenizer.to_str()})
 
     def _restore(self) -> None:
         if not resume.exists(self.output):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from training.loggers import METRICS_FILE, MetricsLog
+from lm.checkpoint import METRICS_FILE
+from training.loggers import MetricsLog
 
 
 def rows_on_disk(folder):
