@@ -45,6 +45,18 @@ def run_cli(*args: str, timeout: float = 600, env: dict | None = None, **kwargs)
                           text=True, timeout=timeout, **kwargs)
 
 
+def assert_servable(model_dir: Path, prompt: str = "A", tokens: int = 5) -> None:
+    """The model directory loads and generates as the app would: the tokens asked for, text that is their decoding,
+    the same text again for the same seed."""
+    from lm import load
+
+    generator = load(model_dir)
+    result = generator.generate(prompt, max_new_tokens=tokens, seed=0, stop_at_eos=False)
+    assert len(result.tokens) == tokens and result.finish_reason == "length"
+    assert result.text == generator.tokenizer.decode([event.id for event in result.tokens])
+    assert generator.generate(prompt, max_new_tokens=tokens, seed=0, stop_at_eos=False).text == result.text
+
+
 @pytest.fixture(scope="session")
 def trained_gpt(tmp_path_factory, cache_dir) -> Path:
     """A tiny GPT model directory, trained once for the evaluate / generate / benchmark tests."""
