@@ -325,7 +325,8 @@ class GPT(nn.Module):
 
         Rotary keys carry their absolute rotation and attention only sees position differences, so dropping the
         oldest entries keeps every remaining key valid. Learned absolute positions would all shift, so the caller
-        (the generation engine) re-encodes a shorter window instead: see `needs_reencode_to_slide`.
+        (the generation engine, through `WindowedFamily.make_room`) re-encodes a shorter window instead: see
+        `needs_reencode_to_slide`.
         """
         overflow = state.length + new_tokens - self.config.context_length
         if self.wpe is not None:
