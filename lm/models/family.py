@@ -9,8 +9,10 @@ they hold; they call these hooks. Two ways of reading text cover the families so
   from batch to batch (truncated BPTT), scores a long text as one stream, and has no context to slide past.
 
 A new family is one file (config dataclass, model, and its `Family` instance, usually one of these two with any
-hook of its own overridden) plus its line in `MODEL_TYPES`. Per-family facts that later code needs (say, training
-FLOPs per token) belong here too, as a hook every family answers.
+hook of its own overridden) plus its line in `MODEL_TYPES`. Its model provides what every model does: `forward(tokens,
+state) -> ModelOutput`, `init_state`, `context_length`, `num_parameters()`, `width` and
+`training_flops_per_token(seq_len)`. Anything else generic code would do differently for it is a hook here, which
+every family answers, never an `if` on the model type.
 """
 
 from __future__ import annotations
