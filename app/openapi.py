@@ -36,8 +36,8 @@ def _field_schema(field: Field, description: str | None = None) -> dict[str, Any
     ):
         if value is not None:
             schema[key] = value
-    if option.smallest_positive is not None:  # e.g. temperature: 0, or at least 0.001
-        schema["not"] = {"exclusiveMinimum": 0, "exclusiveMaximum": option.smallest_positive}
+    if option.smallest_positive is not None:  # temperature: 0, or at least 0.001 (null still allowed)
+        schema["not"] = {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": option.smallest_positive}
     if option.type is str and option.max_length is not None:
         schema["maxLength"] = option.max_length
     if option.type is list:

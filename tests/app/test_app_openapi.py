@@ -20,6 +20,17 @@ def check(instance, schema, doc, path="$"):
         return check(instance, doc["components"]["schemas"][name], doc, path)
     for part in schema.get("allOf", []):
         check(instance, part, doc, path)
+    if "not" in schema:
+        try:
+            check(instance, schema["not"], doc, path)
+        except AssertionError:
+            pass
+        else:
+            raise AssertionError(f"{path}: {instance!r} is what the schema excludes")
+    for key, holds in (("minimum", lambda v, b: v >= b), ("maximum", lambda v, b: v <= b),
+                       ("exclusiveMinimum", lambda v, b: v > b), ("exclusiveMaximum", lambda v, b: v < b)):
+        if key in schema and isinstance(instance, (int, float)) and not isinstance(instance, bool):
+            assert holds(instance, schema[key]), f"{path}: {instance!r} breaks {key} {schema[key]}"
     if "const" in schema:
         assert instance == schema["const"], f"{path}: {instance!r} != {schema['const']!r}"
     if "enum" in schema:
@@ -90,6 +101,20 @@ def test_every_field_limit_in_the_document_is_enforced(doc, client):
                 name,
                 value,
             )
+
+
+def test_the_document_and_the_server_agree_on_temperature(doc, client):
+    """Temperature is 0 (greedy) or in [0.001, 100]: the document says so exactly, and null still means the default."""
+    request = {"$ref": "#/components/schemas/GenerateRequest"}
+    for value, allowed in ((0, True), (None, True), (0.001, True), (100, True), (1e-4, False), (101, False)):
+        body = {"prompt": "A", "max_new_tokens": 1, "temperature": value}
+        try:
+            check(body, request, doc)
+            documented = True
+        except AssertionError:
+            documented = False
+        assert documented == allowed, value
+        assert (client.post("/generate", json=body).status_code == 200) == allowed, value
 
 
 def test_documented_request_example_is_accepted(doc, client):
