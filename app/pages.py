@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from flask import Blueprint, Response, abort, current_app, render_template, send_from_directory
@@ -14,6 +15,8 @@ from lm.options import TEMPERATURE
 bp = Blueprint("pages", __name__)
 
 MAX_CARD_CHARS = 100_000  # a card is a page of prose; anything bigger is not worth sending to a browser
+EVALUATION_FILE = "evaluation.json"
+MAX_EVALUATION_BYTES = 1_000_000
 
 
 @bp.app_context_processor
@@ -52,6 +55,26 @@ def _model_path(name: str) -> Path:
     return Path(registry.get(name).path)
 
 
+def _ladder(path: Path) -> dict | None:
+    """The baseline ladder `python -m training evaluate` wrote into evaluation.json, if it is there and
+    well-formed: rungs (name, bits/char, nats/char, whether it is the model) best first, and its summary."""
+    try:
+        with open(path / EVALUATION_FILE, "rb") as f:
+            evaluation = json.loads(f.read(MAX_EVALUATION_BYTES + 1)[:MAX_EVALUATION_BYTES])
+        ladder = evaluation["ladder"]
+        rungs = [
+            {"name": str(r["name"]), "bits": float(r["bits_per_char"]), "nats": float(r["nats_per_char"]),
+             "model": r.get("model") in ("static", "dynamic"), "detail": str(r.get("detail", ""))}
+            for r in ladder["rungs"]
+        ]
+        summary = str(ladder["summary"])
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return None  # no evaluation, an older one without the ladder, or a damaged file: the page goes on
+    if not rungs or not all(math.isfinite(r["bits"]) and math.isfinite(r["nats"]) for r in rungs):
+        return None
+    return {"rungs": rungs, "summary": summary, "data": str(evaluation.get("data", ""))}
+
+
 @bp.get("/models/<name>")
 def model(name: str) -> str:
     path = _model_path(name)
@@ -70,6 +93,7 @@ def model(name: str) -> str:
         training=config.get("training") or {},
         config_json=json.dumps(config, indent=2, sort_keys=True, default=str),
         has_curve=(path / CURVE_FILE).is_file(),
+        ladder=_ladder(path),
     )
 
 

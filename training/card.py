@@ -82,6 +82,29 @@ def _figures_table(evaluation: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _dynamic_lines(dynamic: dict[str, Any] | None) -> list[str]:
+    if not dynamic:
+        return []
+    return [f"With dynamic evaluation ({dynamic['method']}: lr {dynamic['lr']:g}, decay {dynamic['decay']:g}, "
+            f"{dynamic['segment']} tokens per step), a separate figure: the model adapts its weights to the text "
+            f"as it reads it, each segment scored before it is learned from: **{dynamic['bits_per_char']:.4f} "
+            f"bits/char** ({dynamic['nats_per_char']:.4f} nats/char).", ""]
+
+
+def _ladder_lines(ladder: dict[str, Any] | None) -> list[str]:
+    """The model among the baselines, best first (training/ladder.py wrote it into evaluation.json)."""
+    if not ladder:
+        return []
+    lines = ["### On the baseline ladder", "", ladder["summary"], "", "| | bits/char | nats/char | how |",
+             "| --- | --- | --- | --- |"]
+    for rung in ladder["rungs"]:
+        bold = "**" if rung.get("model") else ""
+        lines.append(f"| {bold}{rung['name']}{bold} | {bold}{rung['bits_per_char']:.4f}{bold} | "
+                     f"{rung['nats_per_char']:.4f} | {rung.get('detail', '')} |")
+    notes = ["The baselines learn from the training split only and are scored on the same text as the model."]
+    return lines + [""] + notes + list(ladder.get("notes", [])) + [""]
+
+
 def render_card(model_dir: str | Path) -> str:
     model_dir = Path(model_dir)
     config = read_config(model_dir)
@@ -135,6 +158,7 @@ def render_card(model_dir: str | Path) -> str:
             *_figures_table(evaluation),
             "",
         ]
+        lines += _dynamic_lines(evaluation.get("dynamic")) + _ladder_lines(evaluation.get("ladder"))
     else:
         metrics = config.get("metrics") or {}
         lines += [f"Validation during training: {json.dumps(metrics)}. Run `python -m training evaluate` for the "

@@ -93,6 +93,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plots", metavar="DIR", help="also write loss, confidence and calibration plots here")
     p.add_argument("--samples", type=_positive_int, default=4, help="continuations sampled for diversity figures")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--no-baselines", dest="baselines", action="store_false",
+                   help="skip the baseline ladder (unigram, Kneser-Ney n-gram, bzip2, xz; only with --split "
+                        "valid or test, cached in MODEL_DIR/baselines.json)")
+    p.add_argument("--dynamic", action="store_true",
+                   help="also report dynamic evaluation: a gradient step on each segment after scoring it")
+    p.add_argument("--dynamic-rule", choices=("sgd", "rms"), default="sgd", help="update rule (default sgd)")
+    p.add_argument("--dynamic-lr", type=float, help="learning rate (default 3e-4 for sgd, 1e-4 for rms)")
+    p.add_argument("--dynamic-decay", type=float, default=0.0,
+                   help="pull back toward the trained weights per step, in [0, 1) (default 0)")
+    p.add_argument("--dynamic-segment", type=_positive_int, metavar="TOKENS",
+                   help="tokens per step (default: the GPT's half context, 32 for the LSTM)")
     p.set_defaults(handler=cmd_evaluate)
 
     p = commands.add_parser("benchmark", help="compare models: completion, consistency, repetition, speed",
@@ -167,14 +178,23 @@ def _is_main_process() -> bool:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from lm.checkpoint import EVALUATION_FILE
+    from training.dynamic_eval import DynamicOptions
     from training.evaluate import evaluate_model, evaluate_splits, format_table, write_json
 
+    try:
+        dynamic = DynamicOptions(lr=args.dynamic_lr, decay=args.dynamic_decay, segment=args.dynamic_segment,
+                                 rule=args.dynamic_rule) if args.dynamic else None
+    except ValueError as exc:
+        raise UsageError(f"evaluate: {exc}") from None
     if args.split == "all":
+        if dynamic:
+            raise UsageError("evaluate: --dynamic reads one text: give --split valid, test or train, or none")
         result = evaluate_splits(args.model_dir, args.data, cleaner=args.cleaner, device=args.device,
                                  samples=args.samples, plots_dir=args.plots)
     else:
         result = evaluate_model(args.model_dir, args.data, split=args.split, cleaner=args.cleaner,
-                                device=args.device, samples=args.samples, plots_dir=args.plots)
+                                device=args.device, samples=args.samples, plots_dir=args.plots,
+                                baselines=args.baselines, dynamic=dynamic)
     result["command"] = "python -m training " + shlex.join(args.argv)
     output = args.output or str(Path(args.model_dir) / EVALUATION_FILE)
     write_json(result, output)

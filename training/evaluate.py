@@ -22,6 +22,8 @@ from lm.checkpoint import LoadedModel, load_model_dir
 from training import plots
 from training.config import DataConfig
 from training.data import load_corpus, load_text
+from training.dynamic_eval import DynamicOptions, dynamic_figures, format_dynamic
+from training.ladder import format_ladder, model_ladder
 from training.metrics import TokenStats, distinct_n, repetition_rate
 
 SPLITS = ("train", "valid", "test")
@@ -50,13 +52,26 @@ def evaluation_text(config: dict, data: str, split: str | None, cleaner: str | N
 
 def evaluate_model(model_dir: str, data: str, split: str | None = None, cleaner: str | None = None,
                    device: str = "cpu", stride: int | None = None, samples: int = 4, sample_tokens: int = 120,
-                   plots_dir: str | None = None, seed: int = 0) -> dict[str, Any]:
-    """The figures of one text: all of `data`, or one `split` of it."""
+                   plots_dir: str | None = None, seed: int = 0, baselines: bool = True,
+                   dynamic: DynamicOptions | None = None) -> dict[str, Any]:
+    """The figures of one text: all of `data`, or one `split` of it; with `dynamic`, dynamic evaluation's beside
+    them (key "dynamic"); with a valid or test `split` and `baselines`, the model on the baseline ladder ("ladder")."""
     loaded = load_model_dir(model_dir, device=device)
     text, description = evaluation_text(loaded.config, data, split, cleaner)
     result: dict[str, Any] = {"model": str(model_dir), "data": description}
     result.update(_text_figures(loaded, model_dir, text, data, device, stride, samples, sample_tokens, plots_dir,
                                 seed))
+    with_ladder = baselines and split in ("valid", "test")  # the baselines learn from the training split
+    if dynamic is None and not with_ladder:
+        return result
+    ids = loaded.tokenizer.encode_corpus(text)
+    needs_training_text = with_ladder or dynamic.rule == "rms"
+    train_text = evaluation_text(loaded.config, data, "train", cleaner)[0] if needs_training_text else ""
+    if dynamic is not None:
+        result["dynamic"] = dynamic_figures(loaded.model, ids, len(text), device, dynamic,
+                                            lambda: loaded.tokenizer.encode_corpus(train_text))
+    if with_ladder:
+        result["ladder"] = model_ladder(model_dir, loaded, train_text, text, ids, result)
     return result
 
 
@@ -140,6 +155,10 @@ def format_table(result: dict[str, Any]) -> str:
     for key in rows:
         cells = [_cell(figures, key) for figures in columns.values()]
         lines.append(f"  {key:<{width}}" + "".join(f"  {cell:>12}" for cell in cells))
+    if result.get("dynamic"):
+        lines.append(format_dynamic(result["dynamic"]))
+    if result.get("ladder"):
+        lines.append(format_ladder(result["ladder"]))
     return "\n".join(lines)
 
 

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from html.parser import HTMLParser
 
 import pytest
+
+from app import create_app
+
+from .conftest import TEST_CONFIG
 
 
 class PageAudit(HTMLParser):
@@ -94,6 +99,27 @@ def test_model_page_shows_card_escaped_metrics_and_curve(client):
     assert "/models/tiny-gpt/training_curve.png" in html
     lstm = client.get("/models/tiny-lstm").data.decode()
     assert "no card.md" in lstm and "No training curve" in lstm
+
+
+LADDER = {"summary": "Beats the character 7-gram (Kneser-Ney) by 0.15 bits/char <script>", "rungs": [
+    {"name": "this model", "kind": "model", "model": "static", "bits_per_char": 2.0368, "nats_per_char": 1.4118},
+    {"name": "character 7-gram (Kneser-Ney)", "kind": "ngram", "model": None, "bits_per_char": 2.1879,
+     "nats_per_char": 1.5165, "detail": "order 7 chosen on the training text"},
+]}
+
+
+def test_model_page_shows_the_baseline_ladder_with_the_model_on_it(make_models_dir, monkeypatch):
+    root = make_models_dir()
+    (root / "tiny-gpt" / "evaluation.json").write_text(json.dumps({"data": "valid split", "ladder": LADDER}))
+    (root / "tiny-lstm" / "evaluation.json").write_text('{"ladder": {"rungs": [{"name": "x"}]}}')  # damaged
+    monkeypatch.delenv("MODEL_DIR", raising=False)
+    client = create_app({**TEST_CONFIG, "MODEL_DIR": str(root)}).test_client()
+    html = client.get("/models/tiny-gpt").data.decode()
+    assert "baseline ladder" in html and "Beats the character 7-gram (Kneser-Ney) by 0.15 bits/char" in html
+    assert "&lt;script&gt;" in html and "<script>" not in html.split("</header>")[1].split("</main>")[0]
+    assert html.index('class="ladder-model"') < html.index("2.0368") < html.index("2.1879")
+    lstm = client.get("/models/tiny-lstm")
+    assert lstm.status_code == 200 and "baseline ladder" not in lstm.data.decode()
 
 
 def test_training_curve_route_serves_only_that_file_of_a_loaded_model(client):

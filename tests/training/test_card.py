@@ -35,3 +35,27 @@ def test_card_command_line(trained_gpt, tmp_path):
     assert (model_dir / "card.md").is_file()
     missing = run_cli("card", str(tmp_path / "nowhere"))
     assert missing.returncode == 1 and len(missing.stderr.strip().splitlines()) == 1
+
+
+def test_card_shows_the_ladder_and_the_dynamic_figure_apart(trained_gpt, tmp_path):
+    from training.ladder import build_ladder
+
+    model_dir = tmp_path / "m"
+    shutil.copytree(trained_gpt, model_dir)
+    rungs = [{"name": "character 6-gram (Kneser-Ney)", "kind": "ngram", "bits_per_char": 2.2, "nats_per_char": 1.525,
+              "detail": "order 6 chosen on the training text"},
+             {"name": "unigram (characters)", "kind": "unigram_chars", "bits_per_char": 4.8, "nats_per_char": 3.327,
+              "detail": "no context"}]
+    evaluation = {"command": "python -m training evaluate m --data t.txt --split valid", "data": "t.txt", "loss": 1.4,
+                  "tokens": 1000, "characters": 1000, "bits_per_char": 2.0198, "perplexity": 4.06,
+                  "avg_top_token_prob": 0.5, "ece": 0.02,
+                  "dynamic": {"method": "dynamic evaluation (Krause et al. 2017), sgd rule", "lr": 0.03, "decay": 0.0,
+                              "segment": 64, "bits_per_char": 1.9477, "nats_per_char": 1.35},
+                  "ladder": build_ladder({"rungs": rungs}, 1.4, dynamic_nats_per_char=1.35)}
+    (model_dir / "evaluation.json").write_text(json.dumps(evaluation))
+    card = render_card(model_dir)
+    assert "### On the baseline ladder" in card
+    assert "Beats the character 6-gram (Kneser-Ney) by 0.18 bits/char" in card
+    assert "| **this model** | **2.0198** |" in card and "| character 6-gram (Kneser-Ney) | 2.2000 |" in card
+    assert card.index("this model, dynamic evaluation") < card.index("| **this model** |")  # best first
+    assert "**1.9477 bits/char**" in card and "| bits per character | 2.0198 |" in card
