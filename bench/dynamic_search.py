@@ -23,9 +23,8 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from lm.checkpoint import load_model_dir  # noqa: E402
-from training.data import load_corpus  # noqa: E402
 from training.dynamic_eval import RULES, DynamicOptions, dynamic_figures  # noqa: E402
-from training.evaluate import recorded_data  # noqa: E402
+from training.evaluate import evaluation_text  # noqa: E402
 from training.metrics import LN2  # noqa: E402
 
 
@@ -43,7 +42,7 @@ def main() -> int:
     torch.set_num_threads(args.threads)
 
     loaded = load_model_dir(args.model_dir)
-    train_text = load_corpus(recorded_data(loaded.config, args.data, None)).train
+    train_text = evaluation_text(loaded.config, args.data, "train", None)[0]
     text = train_text[-args.chars:]
     ids = loaded.tokenizer.encode_corpus(text)
     print(f"{args.model_dir}: last {len(text):,} characters of the training split ({len(ids):,} tokens), "

@@ -261,7 +261,8 @@ def choose_order(text: str, alphabet: np.ndarray, max_order: int = MAX_ORDER,
     cut = int(len(text) * (1 - held_out))
     fit_text, check_text = text[:cut], text[cut:]
     if not fit_text or not check_text:
-        raise ValueError("the training text is too short to choose an n-gram order")
+        raise ValueError("the training text is too short to choose an n-gram order (--no-baselines skips the "
+                         "ladder)")
     tables = _Orders(text_codes(fit_text, alphabet), len(alphabet))
     check = text_codes(check_text, alphabet)
     figures: dict[int, float] = {}

@@ -155,6 +155,14 @@ def test_unigram_over_tokens_is_reported_per_character(char_tokenizer_text):
         assert abs(rung["bits_per_char"] - rung["nats_per_char"] / math.log(2)) < 1e-12
 
 
+def test_a_long_training_text_is_cut_to_its_end_and_the_result_says_so(monkeypatch):
+    monkeypatch.setattr(baselines, "MAX_TRAIN_CHARS", 5_000)
+    train = words_text(4_000, seed=12)
+    result = compute_baselines(train, words_text(200, seed=13))
+    assert result["train_characters"] == 5_000
+    assert result["notes"] == [f"sampled: built from the last 5,000 of the {len(train):,} training characters"]
+
+
 @pytest.fixture
 def char_tokenizer_text():
     from lm.tokenizers import train_tokenizer
