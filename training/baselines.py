@@ -122,8 +122,8 @@ def compute_baselines(train: str, text: str, tokenizer=None, text_ids: np.ndarra
     context, data = train.encode("utf-8"), text.encode("utf-8")
     bits, fewest = bz2_bits(context[-BZ2_BLOCK:], data)
     rungs.append(_rung("bzip2 -9", "bz2", bits * LN2 / len(text),
-                       f"each {BZ2_PIECE // 1000} kB piece after the {fewest:,}+ bytes before it (a 900 kB block "
-                       "holds no more)", context_bytes=fewest))
+                       f"{BZ2_PIECE // 1000} kB pieces, each after at least {fewest:,} bytes of the text before it "
+                       "(its 900 kB block holds no more)", context_bytes=fewest))
     bits, used = xz_bits(context, data)
     rungs.append(_rung("xz -9", "xz", bits * LN2 / len(text),
                        f"after the last {used:,} bytes of the training text"

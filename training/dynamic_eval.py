@@ -16,6 +16,7 @@ static evaluation with a stride of `segment`. The model is copied, never changed
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +28,8 @@ from training.metrics import TokenStats
 from training.scoring import gpt_windows
 
 RULES = ("sgd", "rms")
-DEFAULT_LR = {"sgd": 3e-4, "rms": 1e-4}
+# chosen by bench/dynamic_search.py on the last 20,000 characters of the shipped models' training text
+DEFAULT_LR = {("sgd", "gpt"): 0.03, ("sgd", "lstm"): 0.2, ("rms", "gpt"): 1e-5, ("rms", "lstm"): 1e-5}
 DEFAULT_DECAY = 0.0
 LSTM_SEGMENT = 32
 RMS_BATCHES, RMS_BATCH_SIZE = 20, 16
@@ -36,7 +38,7 @@ RMS_EPSILON = 2e-5
 
 @dataclass
 class DynamicOptions:
-    lr: float | None = None  # default: DEFAULT_LR[rule]
+    lr: float | None = None  # default: DEFAULT_LR[rule, family]
     decay: float = DEFAULT_DECAY
     segment: int | None = None  # tokens per step; default: the GPT's static stride (half its context), LSTM 32
     rule: str = "sgd"
@@ -44,14 +46,17 @@ class DynamicOptions:
     def __post_init__(self) -> None:
         if self.rule not in RULES:
             raise ValueError(f"dynamic rule must be one of {', '.join(RULES)}, got {self.rule!r}")
-        if self.lr is None:
-            self.lr = DEFAULT_LR[self.rule]
-        if not self.lr >= 0:
+        if self.lr is not None and not self.lr >= 0:
             raise ValueError(f"dynamic learning rate must be >= 0, got {self.lr}")
         if not 0 <= self.decay < 1:
             raise ValueError(f"dynamic decay must be in [0, 1), got {self.decay}")
         if self.segment is not None and self.segment < 1:
             raise ValueError(f"dynamic segment must be >= 1 token, got {self.segment}")
+
+    def lr_for(self, model) -> float:
+        if self.lr is not None:
+            return self.lr
+        return DEFAULT_LR[self.rule, "gpt" if getattr(model, "context_length", None) else "lstm"]
 
     def segment_for(self, model) -> int:
         context = getattr(model, "context_length", None)
@@ -68,7 +73,7 @@ class _Adapter:
     def __init__(self, model: torch.nn.Module, options: DynamicOptions, rms: list[torch.Tensor] | None) -> None:
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.original = [p.detach().clone() for p in self.params]
-        self.lr, self.decay = options.lr, options.decay
+        self.lr, self.decay = options.lr_for(model), options.decay
         self.rms = rms
         if rms is not None:
             mean = torch.stack([r.mean() for r in rms]).mean()
@@ -92,8 +97,9 @@ def _loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 
 def gradient_rms(model: torch.nn.Module, train_ids: np.ndarray, segment: int, device,
-                 batches: int = RMS_BATCHES, batch_size: int = RMS_BATCH_SIZE) -> list[torch.Tensor]:
+                 batches: int | None = None, batch_size: int | None = None) -> list[torch.Tensor]:
     """Root-mean-square gradient of each weight over batches of windows spread over the training text."""
+    batches, batch_size = batches or RMS_BATCHES, batch_size or RMS_BATCH_SIZE
     length = getattr(model, "context_length", None) or 4 * segment
     starts = np.linspace(0, max(0, len(train_ids) - length - 1), batches * batch_size).astype(np.int64)
     if len(train_ids) < length + 1:
@@ -150,8 +156,10 @@ def dynamic_figures(model: torch.nn.Module, ids: np.ndarray, characters: int, de
     stats = TokenStats(detailed=False)
     dynamic_score(model, ids, stats, device, options, train_ids() if options.rule == "rms" and train_ids else None)
     figures = stats.summary(characters)
+    if not math.isfinite(figures["loss"]):
+        raise ValueError(f"dynamic evaluation diverged at lr {options.lr_for(model):g}: use a smaller --dynamic-lr")
     return {"method": f"dynamic evaluation (Krause et al. 2017), {options.rule} rule", "rule": options.rule,
-            "lr": options.lr, "decay": options.decay, "segment": options.segment_for(model), **figures,
+            "lr": options.lr_for(model), "decay": options.decay, "segment": options.segment_for(model), **figures,
             "nats_per_char": figures["loss"] * figures["tokens"] / characters}
 
 

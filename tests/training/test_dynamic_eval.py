@@ -49,7 +49,8 @@ def per_token(stats: TokenStats) -> np.ndarray:
 
 
 @pytest.mark.parametrize("rule", ["sgd", "rms"])
-def test_with_learning_rate_zero_dynamic_equals_static(model, tokenizer, rule):
+def test_with_learning_rate_zero_dynamic_equals_static(model, tokenizer, rule, monkeypatch):
+    monkeypatch.setattr("training.dynamic_eval.RMS_BATCHES", 2)  # the rms rule's gradient statistics: enough here
     ids = tokenizer.encode_corpus(TEXT)
     expected = static(model, ids)
     got = dynamic(model, ids, lr=0.0, rule=rule)
@@ -100,6 +101,14 @@ def test_decay_pulls_back_toward_the_trained_weights(model, tokenizer):
 def test_bad_options_are_refused(options, message):
     with pytest.raises(ValueError, match=message.replace("[", r"\[").replace(")", r"\)")):
         DynamicOptions(**options)
+
+
+def test_a_diverging_learning_rate_is_an_error_not_a_figure(tokenizer):
+    from training.dynamic_eval import dynamic_figures
+
+    gpt = build_model("gpt", {"vocab_size": tokenizer.vocab_size, **SMALL["gpt"]})
+    with pytest.raises(ValueError, match="diverged at lr 1e\\+30"):
+        dynamic_figures(gpt, tokenizer.encode_corpus(TEXT), len(TEXT), "cpu", DynamicOptions(lr=1e30))
 
 
 def test_a_gpt_segment_longer_than_its_context_is_refused(tokenizer):
