@@ -122,6 +122,7 @@ def test_a_gpt_segment_longer_than_its_context_is_refused(tokenizer):
     (["--dynamic", "--dynamic-lr", "-1"], 2),
     (["--dynamic", "--dynamic-segment", "0"], 2),
     (["--dynamic", "--dynamic-segment", "100000"], 1),
+    (["--dynamic", "--split", "all"], 2),
 ])
 def test_evaluate_dynamic_errors_are_one_line(trained_gpt, tmp_path, capsys, args, status):
     text = tmp_path / "t.txt"
