@@ -99,7 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dynamic", action="store_true",
                    help="also report dynamic evaluation: a gradient step on each segment after scoring it")
     p.add_argument("--dynamic-rule", choices=("sgd", "rms"), default="sgd", help="update rule (default sgd)")
-    p.add_argument("--dynamic-lr", type=float, help="learning rate (default: sgd 0.03 for a GPT, 0.2 for an LSTM; rms 1e-5)")
+    p.add_argument("--dynamic-lr", type=float,
+                   help="learning rate (default: sgd 0.03 for a GPT, 0.2 for an LSTM; rms 1e-5 and 3e-5)")
     p.add_argument("--dynamic-decay", type=float, default=0.0,
                    help="pull back toward the trained weights per step, in [0, 1) (default 0)")
     p.add_argument("--dynamic-segment", type=_positive_int, metavar="TOKENS",

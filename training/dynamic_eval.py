@@ -29,7 +29,8 @@ from training.scoring import gpt_windows
 
 RULES = ("sgd", "rms")
 # chosen by bench/dynamic_search.py on the last 20,000 characters of the shipped models' training text
-DEFAULT_LR = {("sgd", "gpt"): 0.03, ("sgd", "lstm"): 0.2, ("rms", "gpt"): 1e-5, ("rms", "lstm"): 1e-5}
+# (docs/benchmarks.md)
+DEFAULT_LR = {("sgd", "gpt"): 0.03, ("sgd", "lstm"): 0.2, ("rms", "gpt"): 1e-5, ("rms", "lstm"): 3e-5}
 DEFAULT_DECAY = 0.0
 LSTM_SEGMENT = 32
 RMS_BATCHES, RMS_BATCH_SIZE = 20, 16
@@ -101,9 +102,9 @@ def gradient_rms(model: torch.nn.Module, train_ids: np.ndarray, segment: int, de
     """Root-mean-square gradient of each weight over batches of windows spread over the training text."""
     batches, batch_size = batches or RMS_BATCHES, batch_size or RMS_BATCH_SIZE
     length = getattr(model, "context_length", None) or 4 * segment
-    starts = np.linspace(0, max(0, len(train_ids) - length - 1), batches * batch_size).astype(np.int64)
     if len(train_ids) < length + 1:
         raise ValueError(f"the rms rule needs at least {length + 1} training tokens, got {len(train_ids)}")
+    starts = np.linspace(0, len(train_ids) - length - 1, batches * batch_size).astype(np.int64)
     params = [p for p in model.parameters() if p.requires_grad]
     squares = [torch.zeros_like(p) for p in params]
     for chunk in np.array_split(starts, batches):
