@@ -9,13 +9,12 @@ from pathlib import Path
 from flask import Blueprint, Response, abort, current_app, render_template, send_from_directory
 
 from app.registry import get_registry
-from lm.checkpoint import CARD_FILE, CURVE_FILE
+from lm.checkpoint import CARD_FILE, CURVE_FILE, EVALUATION_FILE
 from lm.options import TEMPERATURE
 
 bp = Blueprint("pages", __name__)
 
 MAX_CARD_CHARS = 100_000  # a card is a page of prose; anything bigger is not worth sending to a browser
-EVALUATION_FILE = "evaluation.json"
 MAX_EVALUATION_BYTES = 1_000_000
 
 

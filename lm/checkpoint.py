@@ -30,6 +30,7 @@ CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_FILE = "config.json", "model.safetensors", 
 # What the trainer, `evaluate` and `card` add beside them (save_model_dir keeps these when it replaces a directory).
 CARD_FILE = "card.md"
 EVALUATION_FILE = "evaluation.json"
+BASELINES_FILE = "baselines.json"  # evaluate's cache of the baseline ladder
 METRICS_FILE = "metrics.jsonl"
 CURVE_FILE = "training_curve.png"
 TRAIN_CONFIG_FILE = "train_config.yaml"

@@ -28,10 +28,10 @@ from typing import Any
 import numpy as np
 
 from lm.atomic import atomic_write_text
+from lm.checkpoint import BASELINES_FILE
 from training.kneser_ney import HELD_OUT_FRACTION, KneserNeyModel, alphabet_of, choose_order, text_codes
 from training.metrics import LN2, unigram_loss
 
-CACHE_FILE = "baselines.json"
 CACHE_ENTRIES = 8  # distinct (data, split) pairs kept per model directory
 VERSION = 1  # bump when a figure would change for the same inputs
 MAX_TRAIN_CHARS = 100_000_000
@@ -143,7 +143,7 @@ def _digest(*parts: bytes) -> str:
 def cached_baselines(model_dir: str | Path, train: str, text: str, tokenizer=None,
                      text_ids: np.ndarray | None = None) -> dict[str, Any]:
     """`compute_baselines`, read from MODEL_DIR/baselines.json when it was computed from the same inputs."""
-    path = Path(model_dir) / CACHE_FILE
+    path = Path(model_dir) / BASELINES_FILE
     settings = json.dumps([VERSION, MAX_TRAIN_CHARS, BZ2_BLOCK, BZ2_PIECE, XZ_WINDOW, HELD_OUT_FRACTION])
     tokens = tokenizer.to_str().encode("utf-8") if tokenizer is not None and text_ids is not None else b""
     key = _digest(settings.encode(), train.encode("utf-8"), text.encode("utf-8"), tokens)

@@ -8,9 +8,10 @@ token is ever scored by weights that were trained on it. Two update rules, from 
 - `rms`: the step divided by the root-mean-square gradient over batches of the training text, and the pull back
   scaled per weight by that RMS (relative to its mean, capped at 1/decay), as in the paper's RMS variant.
 
-The LSTM reads segments of `segment` tokens with its state carried; the GPT reads windows of its context that end
-at each segment, so every token after the first window keeps `context - segment` tokens of context, as in the
-static evaluation with a stride of `segment`. The model is copied, never changed in place.
+The model's family reads the text (`Family.read_in_order`): the LSTM in segments of `segment` tokens with its state
+carried; the GPT in windows of its context that end at each segment, so every token after the first window keeps
+`context - segment` tokens of context, as in the static evaluation with a stride of `segment`. The model is copied,
+never changed in place.
 """
 
 from __future__ import annotations
@@ -24,15 +25,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from lm.models import family_of
 from training.metrics import TokenStats
-from training.scoring import gpt_windows
 
 RULES = ("sgd", "rms")
 # chosen by bench/dynamic_search.py on the last 20,000 characters of the shipped models' training text
 # (docs/benchmarks.md)
 DEFAULT_LR = {("sgd", "gpt"): 0.03, ("sgd", "lstm"): 0.2, ("rms", "gpt"): 1e-5, ("rms", "lstm"): 3e-5}
 DEFAULT_DECAY = 0.0
-LSTM_SEGMENT = 32
 RMS_BATCHES, RMS_BATCH_SIZE = 20, 16
 RMS_EPSILON = 2e-5
 
@@ -41,7 +41,7 @@ RMS_EPSILON = 2e-5
 class DynamicOptions:
     lr: float | None = None  # default: DEFAULT_LR[rule, family]
     decay: float = DEFAULT_DECAY
-    segment: int | None = None  # tokens per step; default: the GPT's static stride (half its context), LSTM 32
+    segment: int | None = None  # tokens per step; default: the family's (GPT: half its context; LSTM: 32)
     rule: str = "sgd"
 
     def __post_init__(self) -> None:
@@ -57,15 +57,13 @@ class DynamicOptions:
     def lr_for(self, model) -> float:
         if self.lr is not None:
             return self.lr
-        return DEFAULT_LR[self.rule, "gpt" if getattr(model, "context_length", None) else "lstm"]
+        family = family_of(model).name
+        if (self.rule, family) not in DEFAULT_LR:
+            raise ValueError(f"no default dynamic learning rate for a {family} model: give --dynamic-lr")
+        return DEFAULT_LR[self.rule, family]
 
     def segment_for(self, model) -> int:
-        context = getattr(model, "context_length", None)
-        if self.segment is None:
-            return max(1, context // 2) if context else LSTM_SEGMENT
-        if context and self.segment > context:
-            raise ValueError(f"dynamic segment ({self.segment}) must not exceed the GPT's context ({context})")
-        return self.segment
+        return self.segment or family_of(model).default_segment(model)
 
 
 class _Adapter:
@@ -101,7 +99,7 @@ def gradient_rms(model: torch.nn.Module, train_ids: np.ndarray, segment: int, de
                  batches: int | None = None, batch_size: int | None = None) -> list[torch.Tensor]:
     """Root-mean-square gradient of each weight over batches of windows spread over the training text."""
     batches, batch_size = batches or RMS_BATCHES, batch_size or RMS_BATCH_SIZE
-    length = getattr(model, "context_length", None) or 4 * segment
+    length = model.context_length or 4 * segment  # a window the model can read (a recurrent one has no limit)
     if len(train_ids) < length + 1:
         raise ValueError(f"the rms rule needs at least {length + 1} training tokens, got {len(train_ids)}")
     starts = np.linspace(0, len(train_ids) - length - 1, batches * batch_size).astype(np.int64)
@@ -130,23 +128,9 @@ def dynamic_score(model: torch.nn.Module, ids: np.ndarray, stats: TokenStats, de
             raise ValueError("the rms rule needs the training text")
         rms = gradient_rms(model, train_ids, segment, device)
     adapter = _Adapter(model, options, rms)
-    ids = np.asarray(ids, dtype=np.int64)
-    if getattr(model, "context_length", None):
-        for start, end, first in gpt_windows(len(ids), model.context_length, segment):
-            x = torch.from_numpy(ids[start:end])[None].to(device)
-            y = torch.from_numpy(ids[start + 1: end + 1])[None].to(device)
-            logits = model(x).logits[:, first:]
-            stats.update(logits.detach(), y[:, first:])  # scored before the step below
-            adapter.step(_loss(logits, y[:, first:]))
-    else:
-        state = None
-        for start in range(0, len(ids) - 1, segment):
-            x = torch.from_numpy(ids[start: min(start + segment, len(ids) - 1)])[None].to(device)
-            y = torch.from_numpy(ids[start + 1: start + 1 + x.shape[1]])[None].to(device)
-            out = model(x, state)
-            state = model.detach_state(out.state)
-            stats.update(out.logits.detach(), y)
-            adapter.step(_loss(out.logits, y))
+    for logits, targets in family_of(model).read_in_order(model, ids, device, segment):
+        stats.update(logits.detach(), targets)  # scored before the step below
+        adapter.step(_loss(logits, targets))
     return stats
 
 

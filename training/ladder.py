@@ -13,6 +13,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from lm.checkpoint import METRICS_FILE
 from training.baselines import cached_baselines
 from training.metrics import LN2
 
@@ -27,7 +28,7 @@ def training_nats_per_char(model_dir: str | Path, config: dict[str, Any]) -> flo
     data = (config.get("training") or {}).get("data") or {}
     tokens, characters = data.get("train_tokens"), data.get("train_characters")
     try:
-        lines = (Path(model_dir) / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+        lines = (Path(model_dir) / METRICS_FILE).read_text(encoding="utf-8").splitlines()
         losses = [json.loads(line).get("train_loss") for line in lines if line.strip()]
     except (OSError, ValueError, AttributeError):
         return None

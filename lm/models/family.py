@@ -18,7 +18,7 @@ every family answers, never an `if` on the model type.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,11 +29,12 @@ import torch.nn as nn
 from lm.batches import StreamSampler, WindowSampler
 from lm.checks import OptionError
 from lm.models.output import ModelOutput
-from lm.scoring import Consume, score_streams, score_windows
+from lm.scoring import Consume, score_streams, score_windows, windows
 
 # A long text scored for evaluation: the faithful reading, and the batch size that keeps it quick.
 EVALUATION_BATCH = 32
 STREAM_CHUNK = 256  # tokens per forward pass when one stream is read (the state carries the rest)
+READ_SEGMENT = 32  # tokens per segment when a recurrent model reads a text segment by segment (read_in_order)
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,18 @@ class Family(ABC):
         """The faithful reading of a whole text (evaluation): every token with as much context as the family can
         give it. `window` and `stride` apply to families that read in windows."""
 
+    @abstractmethod
+    def default_segment(self, model: nn.Module) -> int:
+        """Tokens per segment of `read_in_order` unless told otherwise."""
+
+    @abstractmethod
+    def read_in_order(self, model: nn.Module, ids: np.ndarray, device: Any,
+                      segment: int | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Read `ids` one segment of `segment` new tokens at a time (None: `default_segment`), in order, with
+        autograd on, yielding (logits (1, S, V), targets (1, S)) of each segment's new tokens. Each forward pass runs
+        only when the next segment is asked for, so the caller may change the weights in between (dynamic
+        evaluation) and no segment is read by weights changed after it."""
+
     # --- generation ---------------------------------------------------------------------------------------------
     def prompt_window(self, model: nn.Module, ids: Sequence[int]) -> Sequence[int]:
         """The part of a prompt's token ids the model reads first."""
@@ -130,6 +143,20 @@ class WindowedFamily(Family):
         score_windows(model, ids, consume, device, window=window, stride=stride or max(1, window // 2),
                       batch_size=EVALUATION_BATCH)
 
+    def default_segment(self, model):
+        return max(1, model.context_length // 2)  # the stride of score_text
+
+    def read_in_order(self, model, ids, device, segment=None):
+        """Windows of the context that end at each segment, the stride being the segment, so every token after the
+        first window has `context - segment` tokens of context."""
+        segment = segment or self.default_segment(model)
+        if segment > model.context_length:
+            raise ValueError(f"a segment of {segment} tokens is longer than the context ({model.context_length})")
+        for start, end, first in windows(len(ids), model.context_length, segment):
+            x = torch.as_tensor(np.asarray(ids[start:end], dtype=np.int64), device=device)[None]
+            y = torch.as_tensor(np.asarray(ids[start + 1: end + 1], dtype=np.int64), device=device)[None]
+            yield model(x).logits[:, first:], y[:, first:]
+
     def prompt_window(self, model, ids):
         return ids[-model.context_length:]
 
@@ -166,6 +193,21 @@ class RecurrentFamily(Family):
 
     def score_text(self, model, ids, consume, device, window=None, stride=None):
         score_streams(model, ids, consume, device, streams=1, chunk=STREAM_CHUNK)
+
+    def default_segment(self, model):
+        return READ_SEGMENT
+
+    def read_in_order(self, model, ids, device, segment=None):
+        """Consecutive segments with the state carried, detached, from one to the next."""
+        segment = segment or self.default_segment(model)
+        state = None
+        for start in range(0, len(ids) - 1, segment):
+            end = min(start + segment, len(ids) - 1)
+            x = torch.as_tensor(np.asarray(ids[start:end], dtype=np.int64), device=device)[None]
+            y = torch.as_tensor(np.asarray(ids[start + 1: end + 1], dtype=np.int64), device=device)[None]
+            output = model(x, state)
+            state = self.carry(output.state)
+            yield output.logits, y
 
 
 def _detached(state: Any) -> Any:

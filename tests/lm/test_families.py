@@ -101,3 +101,25 @@ def test_a_third_family_saves_loads_generates_and_scores(tmp_path, char_tokenize
                       lambda logits, targets: scored.append(targets.numel()), "cpu")
     assert sum(scored) == 99
     assert isinstance(generator.model(torch.tensor([[1, 2]])), ModelOutput)
+
+
+@pytest.mark.parametrize("model_type", ["gpt", "lstm", "bigram"])
+def test_reading_in_order_yields_each_segment_once_and_only_when_asked(model_type, bigram_registered):
+    """read_in_order (dynamic evaluation's reading): every target once, in order, one forward pass per segment, run
+    lazily, so weights changed between two segments already act on the second."""
+    config = {"vocab_size": V} if model_type == "bigram" else {"vocab_size": V, **TINY[model_type]}
+    model = build_model(model_type, config).eval()
+    ids = np.arange(70) % V
+    family = family_of(model)
+    reading = family.read_in_order(model, ids, "cpu", segment=8)
+    logits, targets = next(reading)
+    first = 8 if model.context_length is None else model.context_length  # a window family's first window is whole
+    assert targets.tolist() == [ids[1: first + 1].tolist()] and logits.shape[:2] == targets.shape
+    assert logits.requires_grad
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()  # every later segment is read by these weights: uniform predictions
+    rest = list(reading)
+    assert torch.cat([targets] + [t for _, t in rest], dim=1).tolist() == [ids[1:].tolist()]
+    assert all(torch.allclose(out, out[..., :1].expand_as(out)) for out, _ in rest)
+    assert family.default_segment(model) == (32 if model.context_length is None else model.context_length // 2)

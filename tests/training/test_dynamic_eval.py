@@ -7,12 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from lm.models import build_model
+from lm.models import build_model, family_of
 from lm.tokenizers import train_tokenizer
 from training.cli import main
 from training.dynamic_eval import DynamicOptions, dynamic_score
 from training.metrics import TokenStats
-from training.scoring import score_gpt, score_lstm
 
 TEXT = ("KING:\nWhat says the river to the moon tonight?\nQUEEN:\nIt says the tide will turn before the dawn.\n" * 5)
 SMALL = {
@@ -34,9 +33,8 @@ def model(request, tokenizer):
 
 def static(model, ids) -> TokenStats:
     stats = TokenStats(detailed=True)
-    if model.context_length:
-        return score_gpt(model, ids, stats, "cpu", stride=model.context_length // 2)
-    return score_lstm(model, ids, stats, "cpu")
+    family_of(model).score_text(model, ids, stats.update, "cpu")
+    return stats
 
 
 def dynamic(model, ids, **options) -> TokenStats:
@@ -113,7 +111,7 @@ def test_a_diverging_learning_rate_is_an_error_not_a_figure(tokenizer):
 
 def test_a_gpt_segment_longer_than_its_context_is_refused(tokenizer):
     gpt = build_model("gpt", {"vocab_size": tokenizer.vocab_size, **SMALL["gpt"]})
-    with pytest.raises(ValueError, match="must not exceed the GPT's context"):
+    with pytest.raises(ValueError, match="longer than the context"):
         dynamic(gpt, tokenizer.encode_corpus(TEXT), segment=25)
 
 
