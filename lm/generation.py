@@ -37,6 +37,7 @@ from lm.options import (
     TOP_K,
     TOP_P,
 )
+from lm.quantize import check_quantize, quantize_model
 from lm.sampling import ProcessorChain
 from lm.tokenizers import Tokenizer
 
@@ -176,7 +177,7 @@ class GenerationStream:
 class Generator:
     """A loaded model directory, ready to continue prompts. Safe to share between threads."""
 
-    def __init__(self, loaded: LoadedModel, device: str | torch.device = "cpu") -> None:
+    def __init__(self, loaded: LoadedModel, device: str | torch.device = "cpu", quantize: str | None = None) -> None:
         self.model = loaded.model
         self.tokenizer = loaded.tokenizer
         self.config = loaded.config
@@ -184,9 +185,12 @@ class Generator:
         self.name = loaded.path.resolve().name
         self.model_type = loaded.model_type
         self.family = loaded.family
-        self.num_parameters = self.model.num_parameters()
+        self.num_parameters = self.model.num_parameters()  # counted before int8 layers hide their weights
         self.context_length: int | None = self.model.context_length
         self.device = torch.device(device)
+        self.quantize = check_quantize(quantize)
+        if quantize is not None:
+            quantize_model(self.model, quantize)
 
     def generate(self, prompt: str = "", **options: Any) -> GenerationResult:
         stream = self.stream(prompt, **options)
@@ -279,7 +283,13 @@ class Generator:
         ]
 
 
-def load(path: str | os.PathLike, device: str | torch.device = "cpu", dtype: str = "auto") -> Generator:
+def load(path: str | os.PathLike, device: str | torch.device = "cpu", dtype: str = "auto",
+         quantize: str | None = None) -> Generator:
     """Load any model directory for generation. `dtype`: what the model computes in; `auto` keeps half-precision
-    weights only where they are measured faster than float32 on `device` (lm.checkpoint.compute_dtype)."""
-    return Generator(load_model_dir(Path(path), device=device, dtype=dtype), device=device)
+    weights only where they are measured faster than float32 on `device` (lm.checkpoint.compute_dtype).
+    `quantize="int8"` runs the linear layers in int8 (CPU only, from float32 weights: see lm.quantize)."""
+    if check_quantize(quantize) is not None:
+        if dtype not in ("auto", "float32"):
+            raise OptionError("quantize", f"int8 is made from float32 weights; it cannot go with dtype {dtype!r}")
+        dtype = "float32"
+    return Generator(load_model_dir(Path(path), device=device, dtype=dtype), device=device, quantize=quantize)

@@ -204,6 +204,8 @@ class GPT(nn.Module):
         self.apply(self._init_weights)
         self._rope: torch.Tensor | None = None  # rotary table, grown on demand (not a weight)
         self._decode_weights: list[tuple[torch.Tensor | None, ...]] | None = None  # see _decode_one
+        # _decode_one reads float weight matrices; int8 linear layers (lm.quantize) go through the modules instead
+        self.flat_decode = True
         for name, p in self.named_parameters():
             if name.endswith("proj.weight"):  # GPT-2's scaled init of residual projections
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
@@ -246,7 +248,7 @@ class GPT(nn.Module):
                 raise ValueError(f"sequence of {past + T} tokens exceeds the context length {self.context_length}")
             self._make_room(state, T)
             past = state.length
-        if T == 1 and past > 0 and not self.training and not torch.is_grad_enabled():
+        if T == 1 and past > 0 and self.flat_decode and not self.training and not torch.is_grad_enabled():
             return ModelOutput(logits=self._decode_one(tokens[:, 0], state)[:, None], state=state)
         start = past + (state.offset if state is not None else 0)
         x = self.wte(tokens)  # (B, T, C)

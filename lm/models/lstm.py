@@ -78,6 +78,8 @@ class AWDLSTM(nn.Module):
             self.decoder.weight = self.encoder.weight
         nn.init.uniform_(self.encoder.weight, -0.1, 0.1)
         nn.init.zeros_(self.decoder.bias)
+        # _cell_step reads float weight matrices; int8 LSTM layers (lm.quantize) run as modules instead
+        self.flat_decode = True
 
     context_length = None  # an LSTM carries its state: no window
 
@@ -116,7 +118,7 @@ class AWDLSTM(nn.Module):
         x = locked_dropout(x, c.dropout_input, self.training)
         new_state: LSTMState = []
         for i, lstm in enumerate(self.layers):
-            if T == 1 and not self.training:
+            if T == 1 and self.flat_decode and not self.training:
                 x, layer_state = self._cell_step(lstm, x, state[i])
             else:
                 x, layer_state = self._run_layer(lstm, x, state[i])  # (B, T, H_i)
