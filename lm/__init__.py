@@ -11,6 +11,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+__version__ = "0.1.0"  # the project's version, as in pyproject.toml (exports record it)
+
 _EXPORTS = {
     "Alternative": "lm.generation",
     "CheckpointError": "lm.checkpoint",
