@@ -105,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="pull back toward the trained weights per step, in [0, 1) (default 0)")
     p.add_argument("--dynamic-segment", type=_positive_int, metavar="TOKENS",
                    help="tokens per step (default: the GPT's half context, 32 for the LSTM)")
+    p.add_argument("--quantize", choices=("int8",), help="evaluate with int8 linear layers, as QUANTIZE=int8 serves")
     p.set_defaults(handler=cmd_evaluate)
 
     p = commands.add_parser("benchmark", help="compare models: completion, consistency, repetition, speed",
@@ -187,15 +188,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                                  rule=args.dynamic_rule) if args.dynamic else None
     except ValueError as exc:
         raise UsageError(f"evaluate: {exc}") from None
+    if dynamic and args.quantize:
+        raise UsageError("evaluate: --dynamic takes gradient steps, which int8 layers cannot; drop one of "
+                         "--dynamic and --quantize")
     if args.split == "all":
         if dynamic:
             raise UsageError("evaluate: --dynamic reads one text: give --split valid, test or train, or none")
         result = evaluate_splits(args.model_dir, args.data, cleaner=args.cleaner, device=args.device,
-                                 samples=args.samples, plots_dir=args.plots)
+                                 samples=args.samples, plots_dir=args.plots, quantize=args.quantize)
     else:
         result = evaluate_model(args.model_dir, args.data, split=args.split, cleaner=args.cleaner,
                                 device=args.device, samples=args.samples, plots_dir=args.plots,
-                                baselines=args.baselines, dynamic=dynamic)
+                                baselines=args.baselines, dynamic=dynamic, quantize=args.quantize)
     result["command"] = "python -m training " + shlex.join(args.argv)
     output = args.output or str(Path(args.model_dir) / EVALUATION_FILE)
     write_json(result, output)

@@ -19,6 +19,7 @@ import torch
 
 from lm import load
 from lm.checkpoint import LoadedModel, load_model_dir
+from lm.quantize import check_quantize, quantize_model
 from training import plots
 from training.config import DataConfig
 from training.data import load_corpus, load_text
@@ -53,14 +54,17 @@ def evaluation_text(config: dict, data: str, split: str | None, cleaner: str | N
 def evaluate_model(model_dir: str, data: str, split: str | None = None, cleaner: str | None = None,
                    device: str = "cpu", stride: int | None = None, samples: int = 4, sample_tokens: int = 120,
                    plots_dir: str | None = None, seed: int = 0, baselines: bool = True,
-                   dynamic: DynamicOptions | None = None) -> dict[str, Any]:
+                   dynamic: DynamicOptions | None = None, quantize: str | None = None) -> dict[str, Any]:
     """The figures of one text: all of `data`, or one `split` of it; with `dynamic`, dynamic evaluation's beside
-    them (key "dynamic"); with a valid or test `split` and `baselines`, the model on the baseline ladder ("ladder")."""
-    loaded = load_model_dir(model_dir, device=device)
+    them (key "dynamic"); with a valid or test `split` and `baselines`, the model on the baseline ladder ("ladder").
+    `quantize="int8"`: the model as `lm.load(..., quantize="int8")` (and the app's QUANTIZE=int8) runs it."""
+    if dynamic is not None and quantize is not None:
+        raise ValueError("dynamic evaluation takes gradient steps, which int8 layers cannot; give one or the other")
+    loaded = _load(model_dir, device, quantize)
     text, description = evaluation_text(loaded.config, data, split, cleaner)
-    result: dict[str, Any] = {"model": str(model_dir), "data": description}
+    result: dict[str, Any] = {"model": str(model_dir), "data": description, **_quantized(quantize)}
     result.update(_text_figures(loaded, model_dir, text, data, device, stride, samples, sample_tokens, plots_dir,
-                                seed))
+                                seed, quantize))
     with_ladder = baselines and split in ("valid", "test")  # the baselines learn from the training split
     if dynamic is None and not with_ladder:
         return result
@@ -75,17 +79,29 @@ def evaluate_model(model_dir: str, data: str, split: str | None = None, cleaner:
     return result
 
 
+def _load(model_dir: str, device: str, quantize: str | None) -> LoadedModel:
+    if check_quantize(quantize) is None:
+        return load_model_dir(model_dir, device=device)
+    loaded = load_model_dir(model_dir, device=device, dtype="float32")  # int8 is made from float32 weights
+    quantize_model(loaded.model, quantize)
+    return loaded
+
+
+def _quantized(quantize: str | None) -> dict[str, str]:
+    return {} if quantize is None else {"quantize": quantize}
+
+
 def evaluate_splits(model_dir: str, data: str, cleaner: str | None = None, device: str = "cpu",
                     stride: int | None = None, samples: int = 4, sample_tokens: int = 120,
-                    plots_dir: str | None = None, seed: int = 0) -> dict[str, Any]:
+                    plots_dir: str | None = None, seed: int = 0, quantize: str | None = None) -> dict[str, Any]:
     """The figures of the train, valid and test parts of `data`, cut as the model's training run cut its data,
     under `splits`; a part those fractions leave empty is `{"empty": true}`. Plots go to `plots_dir/<split>/`."""
-    loaded = load_model_dir(model_dir, device=device)
+    loaded = _load(model_dir, device, quantize)
     cleaner, fractions = _recorded_data(loaded.config, cleaner)
     corpus = load_corpus(DataConfig(source=data, cleaner=cleaner, split=fractions))
     result: dict[str, Any] = {"model": str(model_dir),
                               "data": f"{data} (train, valid and test splits: {corpus.split}, cleaner {cleaner})",
-                              "splits": {}}
+                              **_quantized(quantize), "splits": {}}
     for split in SPLITS:
         text = corpus.part(split)
         if not text:
@@ -93,12 +109,13 @@ def evaluate_splits(model_dir: str, data: str, cleaner: str | None = None, devic
             continue
         split_plots = str(Path(plots_dir) / split) if plots_dir else None
         result["splits"][split] = _text_figures(loaded, model_dir, text, f"the {split} split of {data}", device,
-                                                stride, samples, sample_tokens, split_plots, seed)
+                                                stride, samples, sample_tokens, split_plots, seed, quantize)
     return result
 
 
 def _text_figures(loaded: LoadedModel, model_dir: str, text: str, name: str, device: str, stride: int | None,
-                  samples: int, sample_tokens: int, plots_dir: str | None, seed: int) -> dict[str, Any]:
+                  samples: int, sample_tokens: int, plots_dir: str | None, seed: int,
+                  quantize: str | None = None) -> dict[str, Any]:
     """Scores, diversity of sampled continuations and (with `plots_dir`) the plots of one text (`name` says which,
     for errors)."""
     ids = loaded.tokenizer.encode_corpus(text)
@@ -107,7 +124,7 @@ def _text_figures(loaded: LoadedModel, model_dir: str, text: str, name: str, dev
     stats = TokenStats(detailed=True)
     loaded.family.score_text(loaded.model.eval(), ids, stats.update, device, stride=stride)
     figures: dict[str, Any] = stats.summary(characters=len(text))
-    figures["generation"] = generation_diversity(model_dir, text, device, samples, sample_tokens, seed)
+    figures["generation"] = generation_diversity(model_dir, text, device, samples, sample_tokens, seed, quantize)
     if plots_dir:
         out = Path(plots_dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -121,10 +138,10 @@ def _text_figures(loaded: LoadedModel, model_dir: str, text: str, name: str, dev
 
 
 def generation_diversity(model_dir: str, text: str, device: str, samples: int, tokens: int,
-                         seed: int = 0) -> dict[str, float]:
+                         seed: int = 0, quantize: str | None = None) -> dict[str, float]:
     """distinct-1, distinct-2 and the repeated-4-gram rate of a few sampled continuations (temperature 1) of
     prompts taken at evenly spaced places in the text."""
-    generator = load(model_dir, device=device)
+    generator = load(model_dir, device=device, quantize=quantize)
     sequences = []
     for i, start in enumerate(np.linspace(0, max(0, len(text) - 200), samples).astype(int)):
         line_start = text.rfind("\n", 0, start) + 1
