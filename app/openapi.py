@@ -153,6 +153,11 @@ def _component_schemas() -> dict[str, Any]:
                 "type": ["integer", "null"],
                 "description": "null for the LSTM (no fixed context).",
             },
+            "quantization": {
+                "type": ["string", "null"],
+                "enum": ["int8", None],
+                "description": "int8: the linear layers run in int8 (QUANTIZE setting); null: float32.",
+            },
             "metrics": {"type": "object"},
             "default": {"type": "boolean"},
         }

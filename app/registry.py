@@ -59,8 +59,9 @@ class ModelRegistry:
         model_dir: str | Path,
         default_model: str | None = None,
         loader: Callable[[Path], Any] | None = None,
+        quantize: str | None = None,
     ) -> ModelRegistry:
-        loader = loader or partial(lm.load, device="cpu")
+        loader = loader or partial(lm.load, device="cpu", quantize=quantize)
         root = Path(model_dir)
         if not root.is_dir():
             raise NoUsableModelError(
@@ -116,6 +117,7 @@ class ModelRegistry:
             "parameters": generator.num_parameters,
             "tokenizer": {"kind": tokenizer.kind, "vocab_size": tokenizer.vocab_size},
             "context_length": generator.context_length,
+            "quantization": getattr(generator, "quantize", None),
             "metrics": (generator.config or {}).get("metrics") or {},
             "default": name == self.default_name,
         }
@@ -127,5 +129,5 @@ def get_registry() -> ModelRegistry:
 
 def init_app(app: Flask) -> None:
     app.extensions[EXTENSION] = ModelRegistry.from_directory(
-        app.config["MODEL_DIR"], app.config["DEFAULT_MODEL"]
+        app.config["MODEL_DIR"], app.config["DEFAULT_MODEL"], quantize=app.config["QUANTIZE"]
     )

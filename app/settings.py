@@ -48,6 +48,19 @@ def _str(name: str, value: Any) -> str:
     return parsed
 
 
+# lm.quantize.QUANTIZE_MODES, spelled out so that reading settings does not import torch (a test holds them equal)
+QUANTIZE_MODES = ("int8",)
+
+
+def _quantize(name: str, value: Any) -> str | None:
+    parsed = _optional_str(name, value)
+    if parsed is None or parsed.lower() == "none":
+        return None
+    if parsed.lower() not in QUANTIZE_MODES:
+        raise SettingsError(f"{name} must be none or one of {', '.join(QUANTIZE_MODES)}, got {value!r}")
+    return parsed.lower()
+
+
 # name -> (default, parser). These are the settings read from the environment; docs/deploy.md lists them.
 ENV_SETTINGS: dict[str, tuple[Any, Callable[[str, Any], Any]]] = {
     "MODEL_DIR": (str(REPO_ROOT / "models"), _str),
@@ -62,6 +75,8 @@ ENV_SETTINGS: dict[str, tuple[Any, Callable[[str, Any], Any]]] = {
     "HOST": ("127.0.0.1", _str),
     # Hugging Face shows a Space inside an iframe on huggingface.co, so the page must allow that framer.
     "FRAME_ANCESTORS": ("'self' https://huggingface.co https://*.hf.space", _str),
+    # int8 linear layers for CPU serving (lm.quantize); none = float32
+    "QUANTIZE": (None, _quantize),
 }
 
 

@@ -101,6 +101,7 @@ def app(models_dir: Path, monkeypatch: pytest.MonkeyPatch):
         "QUEUE_TIMEOUT",
         "PORT",
         "HOST",
+        "QUANTIZE",
     ):
         monkeypatch.delenv(name, raising=False)
     return create_app({**TEST_CONFIG, "MODEL_DIR": str(models_dir)})
