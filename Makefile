@@ -8,7 +8,7 @@ PORT ?= 5000
 
 help:
 	@echo "make run    - create .venv, install requirements, serve the default model on http://localhost:$(PORT)"
-	@echo "make test   - install dev requirements, get a Chromium for the browser tests, run the whole test suite"
+	@echo "make test   - install dev requirements (llama.cpp built once per venv), get a Chromium, run the whole test suite"
 	@echo "make train  - retrain both shipped models (data from SCRIPTORIUM_DATA or downloaded)"
 	@echo "make bench  - run the generation benchmark"
 
@@ -18,8 +18,16 @@ $(VENV)/.runtime: requirements.txt
 	$(PY) -m pip install --quiet -r requirements.txt
 	touch $@
 
-$(VENV)/.dev: requirements-dev.txt requirements.txt $(VENV)/.runtime
-	$(PY) -m pip install --quiet -r requirements-dev.txt
+# llama-cpp-python (a dev requirement, for the GGUF export tests) compiles llama.cpp from source. It is built once
+# per venv (this stamp; pip keeps it while its version range holds), with all cores, and portable: without
+# -march=native, because llama.cpp's AMX int8 kernels die with "Illegal instruction" on q8_0 models on some
+# virtual machines that report AMX (ours among them), and a portable build behaves the same on every CI runner.
+# No llava/mtmd library: nothing here uses it, and it is a quarter of the files to compile.
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF
+NPROC := $(shell nproc 2>/dev/null || echo 2)
+
+$(VENV)/.dev: requirements-dev.txt requirements-export.txt requirements.txt $(VENV)/.runtime
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$(NPROC) $(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
 run: $(VENV)/.runtime

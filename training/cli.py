@@ -1,4 +1,4 @@
-"""`python -m training <command>`: train, evaluate, benchmark, prepare-data, train-tokenizer, generate.
+"""`python -m training <command>`: train, evaluate, benchmark, prepare-data, train-tokenizer, generate, card, export.
 
 Bad input is one line on stderr and a non-zero exit status, never a traceback: 2 for usage and configuration
 errors, 1 for everything else that goes wrong (data, checkpoints, a diverged run), 130 after Ctrl-C.
@@ -150,6 +150,21 @@ def build_parser() -> argparse.ArgumentParser:
                                         "time and hardware, the figures of evaluation.json, and samples.")
     p.add_argument("model_dir", metavar="MODEL_DIR")
     p.set_defaults(handler=cmd_card)
+
+    p = commands.add_parser("export", help="export a model for transformers (hf), llama.cpp / Ollama (gguf) or onnx",
+                            description="Write MODEL_DIR in another runtime's format, check it in that runtime "
+                                        "against the model (when the runtime is installed) and write a card. "
+                                        "hf and gguf: GPT models; onnx: GPT and LSTM. See docs/export.md.")
+    p.add_argument("model_dir", metavar="MODEL_DIR")
+    p.add_argument("--format", required=True, choices=("hf", "gguf", "onnx"), dest="export_format")
+    p.add_argument("--output", required=True, metavar="DIR", help="folder to write (new, empty or an earlier export)")
+    p.add_argument("--gguf-type", default="f16", choices=("f32", "f16", "q8_0"),
+                   help="gguf weights: f32, f16 (default) or q8_0 (8-bit)")
+    p.add_argument("--license", default="unknown", dest="license_id",
+                   help="license id for the card's Hub metadata, e.g. mit or apache-2.0 (default: unknown)")
+    p.add_argument("--no-check", action="store_true", help="do not run the export in its runtime to compare")
+    p.add_argument("--threads", type=_positive_int, help="CPU threads for the check (default: torch's)")
+    p.set_defaults(handler=cmd_export)
     return parser
 
 
@@ -212,6 +227,28 @@ def cmd_card(args: argparse.Namespace) -> int:
     from training.card import write_card
 
     print(f"written to {write_card(args.model_dir)}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from training.export import export_model
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    # recorded in the card with the model's name for its folder (the card never names this machine's folders)
+    argv = [Path(a).name if a == args.model_dir else a for a in args.argv]
+    command = "python -m training " + shlex.join(argv)
+    result = export_model(args.model_dir, args.export_format, args.output, gguf_type=args.gguf_type,
+                          check=not args.no_check, license_id=args.license_id, command=command, threads=args.threads)
+    print(f"{result.path}: {result.architecture} ({', '.join(result.files)})")
+    if result.figures is None:
+        print(f"not checked: {result.not_checked}")
+    else:
+        shown = {k: v for k, v in result.figures.items() if k != "runtime"}
+        print(f"checked with {result.figures['runtime']}: " + ", ".join(
+            f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items()))
     return 0
 
 

@@ -69,3 +69,36 @@ def trained_gpt(tmp_path_factory, cache_dir) -> Path:
         config = config_from_dict(tiny_config("gpt", max_steps=40, eval_interval=20), "tiny.yaml")
         train(config, RunOptions(output=out, progress=False, command="test"))
     return out
+
+
+def _train_export_gpt(out: Path, cache_dir: Path, positions: str, bias: bool) -> Path:
+    import torch
+
+    from training.config import config_from_dict
+    from training.trainer import RunOptions, train
+
+    config = tiny_config("gpt", max_steps=150, eval_interval=50, batch_size=16, seq_len=96, lr=0.01)
+    config["data"].update(tokenizer="bpe", vocab_size=300, synthetic_chars=40000)
+    config["model"].update(context_length=96, n_layer=2, n_head=2, n_embd=32, positions=positions, bias=bias)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a model this small trains no faster on two, and far slower on a busy machine
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("SCRIPTORIUM_CACHE", str(cache_dir))
+            train(config_from_dict(config, "tiny-export.yaml"), RunOptions(output=out, progress=False, command="test"))
+    finally:
+        torch.set_num_threads(threads)
+    return out
+
+
+@pytest.fixture(scope="session")
+def rotary_bpe_gpt(tmp_path_factory, cache_dir) -> Path:
+    """A tiny trained GPT as the exports see most: rotary positions, no biases, byte-level BPE, context 96 (room
+    for a prompt and 50 greedy tokens). Trained, so its next-token distributions are peaked like a real model's."""
+    return _train_export_gpt(tmp_path_factory.mktemp("models") / "rotary-gpt", cache_dir, "rotary", False)
+
+
+@pytest.fixture(scope="session")
+def learned_bpe_gpt(tmp_path_factory, cache_dir) -> Path:
+    """The other GPT layout: learned positions and biases (GPT-2 in transformers and llama.cpp)."""
+    return _train_export_gpt(tmp_path_factory.mktemp("models") / "learned-gpt", cache_dir, "learned", True)

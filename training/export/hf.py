@@ -1,0 +1,141 @@
+"""`export --format hf`: a folder that Hugging Face `transformers` loads natively (no `trust_remote_code`).
+
+Rotary GPTs become `GPTNeoXForCausalLM` (use_parallel_residual=False, rotary_pct=1.0: the whole head rotates),
+learned-position GPTs `GPT2LMHeadModel` (activation "gelu", the exact one); see `training.export.decoder` for why
+the weights map one to one. The tokenizer travels as our own `tokenizer.json`, read by `PreTrainedTokenizerFast`.
+Writing the folder needs no `transformers`; checking it does (`check_export`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import save_file
+
+from lm.checkpoint import LoadedModel
+from lm.tokenizers import UNK
+from training.card import SAMPLE_SETTINGS
+from training.export.decoder import LAYER_NORM_EPS, DecoderTensors, decoder_tensors
+
+WEIGHTS_FILE = "model.safetensors"
+
+
+def architecture_name(loaded: LoadedModel) -> str:
+    return "GPTNeoXForCausalLM" if loaded.model.config.positions == "rotary" else "GPT2LMHeadModel"
+
+
+def _neox(t: DecoderTensors, cfg) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    tensors = {"gpt_neox.embed_in.weight": t.embedding}  # embed_out is tied to it (tie_word_embeddings)
+    for i, b in enumerate(t.blocks):
+        # transformers' GPT-NeoX splits its fused qkv per head: (nh, 3, hs) rows, where ours are (3, nh, hs)
+        qkv_weight = b.qkv_weight.reshape(3, cfg.n_head, -1, cfg.n_embd).transpose(0, 1).reshape(-1, cfg.n_embd)
+        qkv_bias = b.qkv_bias.reshape(3, cfg.n_head, -1).transpose(0, 1).reshape(-1)
+        prefix = f"gpt_neox.layers.{i}."
+        tensors.update({
+            prefix + "input_layernorm.weight": b.ln_1_weight,
+            prefix + "input_layernorm.bias": b.ln_1_bias,
+            prefix + "attention.query_key_value.weight": qkv_weight,
+            prefix + "attention.query_key_value.bias": qkv_bias,
+            prefix + "attention.dense.weight": b.proj_weight,
+            prefix + "attention.dense.bias": b.proj_bias,
+            prefix + "post_attention_layernorm.weight": b.ln_2_weight,
+            prefix + "post_attention_layernorm.bias": b.ln_2_bias,
+            prefix + "mlp.dense_h_to_4h.weight": b.fc_weight,
+            prefix + "mlp.dense_h_to_4h.bias": b.fc_bias,
+            prefix + "mlp.dense_4h_to_h.weight": b.mlp_proj_weight,
+            prefix + "mlp.dense_4h_to_h.bias": b.mlp_proj_bias,
+        })
+    tensors["gpt_neox.final_layer_norm.weight"] = t.ln_f_weight
+    tensors["gpt_neox.final_layer_norm.bias"] = t.ln_f_bias
+    config = {
+        "architectures": ["GPTNeoXForCausalLM"],
+        "model_type": "gpt_neox",
+        "vocab_size": cfg.vocab_size,
+        "hidden_size": cfg.n_embd,
+        "num_hidden_layers": cfg.n_layer,
+        "num_attention_heads": cfg.n_head,
+        "intermediate_size": 4 * cfg.n_embd,
+        "hidden_act": "gelu",
+        "max_position_embeddings": cfg.context_length,
+        "rotary_pct": 1.0,
+        "rotary_emb_base": cfg.rope_base,
+        "use_parallel_residual": False,
+        "attention_bias": True,
+        "layer_norm_eps": LAYER_NORM_EPS,
+        "hidden_dropout": 0.0,
+        "attention_dropout": 0.0,
+        "tie_word_embeddings": True,
+    }
+    return tensors, config
+
+
+def _gpt2(t: DecoderTensors, cfg) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    # GPT-2 keeps its linear layers as Conv1D, weights stored (in, out): transposed from ours
+    tensors = {"transformer.wte.weight": t.embedding, "transformer.wpe.weight": t.positions}
+    for i, b in enumerate(t.blocks):
+        prefix = f"transformer.h.{i}."
+        tensors.update({
+            prefix + "ln_1.weight": b.ln_1_weight,
+            prefix + "ln_1.bias": b.ln_1_bias,
+            prefix + "attn.c_attn.weight": b.qkv_weight.t(),
+            prefix + "attn.c_attn.bias": b.qkv_bias,
+            prefix + "attn.c_proj.weight": b.proj_weight.t(),
+            prefix + "attn.c_proj.bias": b.proj_bias,
+            prefix + "ln_2.weight": b.ln_2_weight,
+            prefix + "ln_2.bias": b.ln_2_bias,
+            prefix + "mlp.c_fc.weight": b.fc_weight.t(),
+            prefix + "mlp.c_fc.bias": b.fc_bias,
+            prefix + "mlp.c_proj.weight": b.mlp_proj_weight.t(),
+            prefix + "mlp.c_proj.bias": b.mlp_proj_bias,
+        })
+    tensors["transformer.ln_f.weight"] = t.ln_f_weight
+    tensors["transformer.ln_f.bias"] = t.ln_f_bias
+    config = {
+        "architectures": ["GPT2LMHeadModel"],
+        "model_type": "gpt2",
+        "vocab_size": cfg.vocab_size,
+        "n_embd": cfg.n_embd,
+        "n_layer": cfg.n_layer,
+        "n_head": cfg.n_head,
+        "n_inner": 4 * cfg.n_embd,
+        "n_positions": cfg.context_length,
+        "activation_function": "gelu",
+        "layer_norm_epsilon": LAYER_NORM_EPS,
+        "resid_pdrop": 0.0,
+        "embd_pdrop": 0.0,
+        "attn_pdrop": 0.0,
+        "scale_attn_weights": True,
+        "tie_word_embeddings": True,
+    }
+    return tensors, config
+
+
+def write_hf(loaded: LoadedModel, folder: Path) -> list[str]:
+    """Write weights, config, generation config and tokenizer files into `folder`; returns the file names."""
+    cfg = loaded.model.config
+    tensors, config = (_neox if cfg.positions == "rotary" else _gpt2)(decoder_tensors(loaded.model), cfg)
+    # our tokenizers have no begin/end-of-text token: generation runs to max_new_tokens, as in Scriptorium
+    config.update({"bos_token_id": None, "eos_token_id": None, "pad_token_id": None, "torch_dtype": "float32"})
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(folder / WEIGHTS_FILE), metadata={"format": "pt"})
+    _write_json(folder / "config.json", config)
+    _write_json(folder / "generation_config.json", {
+        "do_sample": True, **SAMPLE_SETTINGS, "max_new_tokens": 200,
+        "bos_token_id": None, "eos_token_id": None, "pad_token_id": None,
+    })
+    (folder / "tokenizer.json").write_text(loaded.tokenizer.to_str(), encoding="utf-8")
+    tokenizer_config: dict[str, Any] = {
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "model_max_length": cfg.context_length,
+        "clean_up_tokenization_spaces": False,
+    }
+    if loaded.tokenizer.unk_id is not None:
+        tokenizer_config["unk_token"] = UNK
+    _write_json(folder / "tokenizer_config.json", tokenizer_config)
+    return [WEIGHTS_FILE, "config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json"]
+
+
+def _write_json(path: Path, value: dict[str, Any]) -> None:
+    path.write_text(json.dumps(value, indent=2) + "\n", encoding="utf-8")
