@@ -4,9 +4,13 @@ full-recompute baseline (the whole sequence re-run for every new token, as simpl
     python bench/generation.py                      # every model directory in models/
     python bench/generation.py models/shakespeare-gpt --tokens 256
     python bench/generation.py --preset configs/shakespeare-gpt.yaml   # random weights, same shapes
+    python bench/generation.py --quantize none,int8 --backend torch,onnxruntime   # every combination
 
-Each model is measured in a fresh subprocess so that its peak resident memory is its own; each figure is the
-median of --repeat interleaved runs.
+Each model and variant is measured in a fresh subprocess so that its peak resident memory is its own; each
+figure is the median of --repeat interleaved runs. `--backend onnxruntime` exports the model to ONNX first (in
+this process, so the export's memory is not counted) and decodes with the same engine and sampling code
+through `training.export.onnx.OnnxModel`; with `--quantize int8` it uses onnxruntime's dynamic int8 quantization
+of that graph, with torch it uses `lm.quantize`.
 """
 
 from __future__ import annotations
@@ -68,15 +72,46 @@ def _engine_tokens_per_second(generator, tokens: int, batch: int) -> float:
     return produced / result.elapsed
 
 
-def measure_one(model_dir: str, tokens: int, threads: int, repeat: int) -> dict:
+def _onnx_file(model_dir: Path, quantize: str | None, out: Path) -> Path:
+    """The model's ONNX graph (int8: onnxruntime's dynamic quantization of it), written under `out`."""
+    from lm.checkpoint import load_model_dir
+    from training.export.onnx import write_onnx
+
+    folder = out / f"{model_dir.name}-onnx"
+    if not (folder / "model.onnx").is_file():
+        folder.mkdir(parents=True)
+        write_onnx(load_model_dir(model_dir), folder, model_dir.name)
+    if quantize is None:
+        return folder / "model.onnx"
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    target = folder / "model-int8.onnx"
+    quantize_dynamic(str(folder / "model.onnx"), str(target), weight_type=QuantType.QInt8)
+    return target
+
+
+def _generator(model_dir: str, backend: str, quantize: str | None, onnx_file: str | None, threads: int):
+    from lm import load
+
+    if backend == "torch":
+        return load(model_dir, quantize=quantize)
+    from lm.checkpoint import load_model_dir
+    from lm.generation import Generator
+    from training.export.onnx import OnnxModel
+
+    loaded = load_model_dir(model_dir)
+    loaded.model = OnnxModel(onnx_file, loaded, threads=threads)
+    return Generator(loaded)
+
+
+def measure_one(model_dir: str, tokens: int, threads: int, repeat: int, backend: str = "torch",
+                quantize: str | None = None, onnx_file: str | None = None) -> dict:
     import statistics
 
     import torch
 
-    from lm import load
-
     torch.set_num_threads(threads)
-    generator = load(model_dir)
+    generator = _generator(model_dir, backend, quantize, onnx_file, threads)
     runs = {"batch1": [], "batch8": [], "full": []}
     for _ in range(repeat):  # interleaved, so a noisy spell on a shared machine hits every figure alike
         runs["batch1"].append(_engine_tokens_per_second(generator, tokens, 1))
@@ -84,6 +119,8 @@ def measure_one(model_dir: str, tokens: int, threads: int, repeat: int) -> dict:
         runs["full"].append(_full_recompute_tokens_per_second(generator, tokens))
     figures = {
         "model": generator.name,
+        "backend": backend,
+        "quantize": quantize or "none",
         "type": generator.model_type,
         "parameters": generator.num_parameters,
         "tokens": tokens,
@@ -105,11 +142,25 @@ def main() -> int:
     parser.add_argument("--tokens", type=int, default=256, help="new tokens per generation (default 256)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     parser.add_argument("--repeat", type=int, default=5, help="runs per figure; the median is reported (default 5)")
+    parser.add_argument("--quantize", default="none",
+                        help="comma-separated: none (float32), int8; each is measured (default none)")
+    parser.add_argument("--backend", default="torch",
+                        help="comma-separated: torch, onnxruntime; each is measured (default torch)")
     parser.add_argument("--one", help=argparse.SUPPRESS)
+    parser.add_argument("--onnx-file", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    quantizations = [None if q == "none" else q for q in args.quantize.split(",")]
+    backends = args.backend.split(",")
+    for q in quantizations:
+        if q not in (None, "int8"):
+            parser.error(f"--quantize: expected none or int8, got {q!r}")
+    for b in backends:
+        if b not in ("torch", "onnxruntime"):
+            parser.error(f"--backend: expected torch or onnxruntime, got {b!r}")
 
     if args.one:
-        print(json.dumps(measure_one(args.one, args.tokens, args.threads, args.repeat)))
+        print(json.dumps(measure_one(args.one, args.tokens, args.threads, args.repeat, backends[0],
+                                     quantizations[0], args.onnx_file)))
         return 0
 
     with tempfile.TemporaryDirectory() as scratch:
@@ -127,25 +178,32 @@ def main() -> int:
             return 1
         rows = []
         for d in dirs:
-            child = subprocess.run(
-                [sys.executable, __file__, "--one", str(d), "--tokens", str(args.tokens), "--threads", str(args.threads),
-                 "--repeat", str(args.repeat)],
-                capture_output=True, text=True,
-            )
-            if child.returncode:
-                print(f"bench/generation.py: {d}: {child.stderr.strip().splitlines()[-1]}", file=sys.stderr)
-                return 1
-            rows.append(json.loads(child.stdout))
+            for backend in backends:
+                for q in quantizations:
+                    extra = ["--backend", backend, "--quantize", q or "none"]
+                    if backend == "onnxruntime":
+                        extra += ["--onnx-file", str(_onnx_file(d, q, Path(scratch)))]
+                    child = subprocess.run(
+                        [sys.executable, __file__, "--one", str(d), "--tokens", str(args.tokens), "--threads",
+                         str(args.threads), "--repeat", str(args.repeat), *extra],
+                        capture_output=True, text=True,
+                    )
+                    if child.returncode:
+                        print(f"bench/generation.py: {d}: {child.stderr.strip().splitlines()[-1]}", file=sys.stderr)
+                        return 1
+                    rows.append(json.loads(child.stdout))
 
     print(f"command: python {shlex.join(['bench/generation.py'] + sys.argv[1:])}")
     print(f"machine: {platform.machine()}, {args.threads} torch threads, python {platform.python_version()}; "
           f"medians of {args.repeat} runs")
-    header = f"{'model':<22}{'type':<6}{'params':>9}{'batch1 tok/s':>14}{'batch8 tok/s':>14}{'full-recompute':>16}"
-    header += f"{'speedup':>9}{'b8/b1':>7}{'peak RSS':>10}"
+    header = f"{'model':<22}{'type':<6}{'backend':<12}{'weights':<8}{'params':>9}{'batch1 tok/s':>14}"
+    header += f"{'batch8 tok/s':>14}{'full-recompute':>16}{'speedup':>9}{'b8/b1':>7}{'peak RSS':>10}"
     print(header)
     for r in rows:
+        weights = "int8" if r["quantize"] == "int8" else "fp32"
         print(
-            f"{r['model']:<22}{r['type']:<6}{r['parameters'] / 1e6:>8.2f}M{r['batch1_tokens_per_s']:>14.1f}"
+            f"{r['model']:<22}{r['type']:<6}{r['backend']:<12}{weights:<8}{r['parameters'] / 1e6:>8.2f}M"
+            f"{r['batch1_tokens_per_s']:>14.1f}"
             f"{r['batch8_tokens_per_s']:>14.1f}{r['full_recompute_tokens_per_s']:>16.1f}"
             f"{r['speedup_vs_full_recompute']:>8.1f}x{r['batch8_over_batch1']:>6.1f}x{r['peak_rss_mib']:>7.0f} MiB"
         )
