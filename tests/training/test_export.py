@@ -333,3 +333,10 @@ def test_gguf_of_the_shipped_gpt(gguf_type, tmp_path):
     assert figures["perplexity_relative_diff"] <= (0.01 if gguf_type == "f32" else 0.02)
     if gguf_type == "f32":
         assert figures["greedy_identical"] == figures["greedy_prompts"] == 3
+
+
+def test_cards_record_the_projects_version():
+    import lm
+
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    assert re.search(r'^version = "([^"]+)"', pyproject, re.MULTILINE).group(1) == lm.__version__

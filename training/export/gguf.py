@@ -35,6 +35,17 @@ END_OF_TEXT = "<|endoftext|>"
 MODELFILE = "Modelfile"
 
 
+# BlockTensors field -> tensor name in a llama.cpp block (the same for its gptneox and gpt2 graphs)
+_BLOCK = {
+    "ln_1_weight": "attn_norm.weight", "ln_1_bias": "attn_norm.bias",
+    "qkv_weight": "attn_qkv.weight", "qkv_bias": "attn_qkv.bias",
+    "proj_weight": "attn_output.weight", "proj_bias": "attn_output.bias",
+    "ln_2_weight": "ffn_norm.weight", "ln_2_bias": "ffn_norm.bias",
+    "fc_weight": "ffn_up.weight", "fc_bias": "ffn_up.bias",
+    "mlp_proj_weight": "ffn_down.weight", "mlp_proj_bias": "ffn_down.bias",
+}
+
+
 def gguf_file_name(name: str, weight_type: str) -> str:
     return f"{name}-{weight_type}.gguf"
 
@@ -104,15 +115,8 @@ def write_gguf(loaded: LoadedModel, folder: Path, name: str, weight_type: str) -
     if t.positions is not None:
         add("position_embd.weight", t.positions)
     for i, b in enumerate(t.blocks):
-        for suffix, tensor in (
-            ("attn_norm.weight", b.ln_1_weight), ("attn_norm.bias", b.ln_1_bias),
-            ("attn_qkv.weight", b.qkv_weight), ("attn_qkv.bias", b.qkv_bias),
-            ("attn_output.weight", b.proj_weight), ("attn_output.bias", b.proj_bias),
-            ("ffn_norm.weight", b.ln_2_weight), ("ffn_norm.bias", b.ln_2_bias),
-            ("ffn_up.weight", b.fc_weight), ("ffn_up.bias", b.fc_bias),
-            ("ffn_down.weight", b.mlp_proj_weight), ("ffn_down.bias", b.mlp_proj_bias),
-        ):
-            add(f"blk.{i}.{suffix}", tensor)
+        for field, name in _BLOCK.items():
+            add(f"blk.{i}.{name}", getattr(b, field))
     add("output_norm.weight", t.ln_f_weight)
     add("output_norm.bias", t.ln_f_bias)
     if rotary:  # llama.cpp's gptneox graph needs its own output matrix; gpt2 reuses token_embd when there is none

@@ -23,31 +23,42 @@ from training.export.decoder import LAYER_NORM_EPS, DecoderTensors, decoder_tens
 WEIGHTS_FILE = "model.safetensors"
 
 
-def architecture_name(loaded: LoadedModel) -> str:
-    return "GPTNeoXForCausalLM" if loaded.model.config.positions == "rotary" else "GPT2LMHeadModel"
+# BlockTensors field -> name in a transformers layer
+_NEOX_BLOCK = {
+    "ln_1_weight": "input_layernorm.weight", "ln_1_bias": "input_layernorm.bias",
+    "qkv_weight": "attention.query_key_value.weight", "qkv_bias": "attention.query_key_value.bias",
+    "proj_weight": "attention.dense.weight", "proj_bias": "attention.dense.bias",
+    "ln_2_weight": "post_attention_layernorm.weight", "ln_2_bias": "post_attention_layernorm.bias",
+    "fc_weight": "mlp.dense_h_to_4h.weight", "fc_bias": "mlp.dense_h_to_4h.bias",
+    "mlp_proj_weight": "mlp.dense_4h_to_h.weight", "mlp_proj_bias": "mlp.dense_4h_to_h.bias",
+}
+_GPT2_BLOCK = {
+    "ln_1_weight": "ln_1.weight", "ln_1_bias": "ln_1.bias",
+    "qkv_weight": "attn.c_attn.weight", "qkv_bias": "attn.c_attn.bias",
+    "proj_weight": "attn.c_proj.weight", "proj_bias": "attn.c_proj.bias",
+    "ln_2_weight": "ln_2.weight", "ln_2_bias": "ln_2.bias",
+    "fc_weight": "mlp.c_fc.weight", "fc_bias": "mlp.c_fc.bias",
+    "mlp_proj_weight": "mlp.c_proj.weight", "mlp_proj_bias": "mlp.c_proj.bias",
+}
+
+
+def _neox_layout(field: str, tensor: torch.Tensor, n_head: int) -> torch.Tensor:
+    """transformers' GPT-NeoX splits its fused qkv per head: rows (nh, 3, hs) where ours are (3, nh, hs)."""
+    if not field.startswith("qkv_"):
+        return tensor
+    return tensor.reshape(3, n_head, -1, *tensor.shape[1:]).transpose(0, 1).reshape(tensor.shape)
+
+
+def _gpt2_layout(tensor: torch.Tensor) -> torch.Tensor:
+    """GPT-2 keeps its linear layers as Conv1D, weights stored (in, out): transposed from ours."""
+    return tensor.t() if tensor.dim() == 2 else tensor
 
 
 def _neox(t: DecoderTensors, cfg) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     tensors = {"gpt_neox.embed_in.weight": t.embedding}  # embed_out is tied to it (tie_word_embeddings)
     for i, b in enumerate(t.blocks):
-        # transformers' GPT-NeoX splits its fused qkv per head: (nh, 3, hs) rows, where ours are (3, nh, hs)
-        qkv_weight = b.qkv_weight.reshape(3, cfg.n_head, -1, cfg.n_embd).transpose(0, 1).reshape(-1, cfg.n_embd)
-        qkv_bias = b.qkv_bias.reshape(3, cfg.n_head, -1).transpose(0, 1).reshape(-1)
-        prefix = f"gpt_neox.layers.{i}."
-        tensors.update({
-            prefix + "input_layernorm.weight": b.ln_1_weight,
-            prefix + "input_layernorm.bias": b.ln_1_bias,
-            prefix + "attention.query_key_value.weight": qkv_weight,
-            prefix + "attention.query_key_value.bias": qkv_bias,
-            prefix + "attention.dense.weight": b.proj_weight,
-            prefix + "attention.dense.bias": b.proj_bias,
-            prefix + "post_attention_layernorm.weight": b.ln_2_weight,
-            prefix + "post_attention_layernorm.bias": b.ln_2_bias,
-            prefix + "mlp.dense_h_to_4h.weight": b.fc_weight,
-            prefix + "mlp.dense_h_to_4h.bias": b.fc_bias,
-            prefix + "mlp.dense_4h_to_h.weight": b.mlp_proj_weight,
-            prefix + "mlp.dense_4h_to_h.bias": b.mlp_proj_bias,
-        })
+        tensors.update({f"gpt_neox.layers.{i}.{name}": _neox_layout(field, getattr(b, field), cfg.n_head)
+                        for field, name in _NEOX_BLOCK.items()})
     tensors["gpt_neox.final_layer_norm.weight"] = t.ln_f_weight
     tensors["gpt_neox.final_layer_norm.bias"] = t.ln_f_bias
     config = {
@@ -73,24 +84,10 @@ def _neox(t: DecoderTensors, cfg) -> tuple[dict[str, torch.Tensor], dict[str, An
 
 
 def _gpt2(t: DecoderTensors, cfg) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    # GPT-2 keeps its linear layers as Conv1D, weights stored (in, out): transposed from ours
     tensors = {"transformer.wte.weight": t.embedding, "transformer.wpe.weight": t.positions}
     for i, b in enumerate(t.blocks):
-        prefix = f"transformer.h.{i}."
-        tensors.update({
-            prefix + "ln_1.weight": b.ln_1_weight,
-            prefix + "ln_1.bias": b.ln_1_bias,
-            prefix + "attn.c_attn.weight": b.qkv_weight.t(),
-            prefix + "attn.c_attn.bias": b.qkv_bias,
-            prefix + "attn.c_proj.weight": b.proj_weight.t(),
-            prefix + "attn.c_proj.bias": b.proj_bias,
-            prefix + "ln_2.weight": b.ln_2_weight,
-            prefix + "ln_2.bias": b.ln_2_bias,
-            prefix + "mlp.c_fc.weight": b.fc_weight.t(),
-            prefix + "mlp.c_fc.bias": b.fc_bias,
-            prefix + "mlp.c_proj.weight": b.mlp_proj_weight.t(),
-            prefix + "mlp.c_proj.bias": b.mlp_proj_bias,
-        })
+        tensors.update({f"transformer.h.{i}.{name}": _gpt2_layout(getattr(b, field))
+                        for field, name in _GPT2_BLOCK.items()})
     tensors["transformer.ln_f.weight"] = t.ln_f_weight
     tensors["transformer.ln_f.bias"] = t.ln_f_bias
     config = {
