@@ -98,7 +98,8 @@ def _usage(fmt: str, files: list[str], loaded: LoadedModel) -> str:
         )
     if loaded.model_type == "gpt":
         c = loaded.model.config
-        state = (f"state = {{f\"past.{{i}}.{{kind}}\": np.zeros((1, {c.n_head}, 0, {c.n_embd // c.n_head}), np.float32)\n"
+        shape = f"(1, {c.n_head}, 0, {c.n_embd // c.n_head})"
+        state = (f"state = {{f\"past.{{i}}.{{kind}}\": np.zeros({shape}, np.float32)\n"
                  f"         for i in range({c.n_layer}) for kind in (\"key\", \"value\")}}  # empty cache")
         positions = '    feed["position_ids"] = np.arange(position, len(ids))[None]\n'
         limit = f"(Keep the cache within the context of {c.context_length} tokens.)"
@@ -139,6 +140,9 @@ def _notes(fmt: str, loaded: LoadedModel) -> list[str]:
     notes = []
     if loaded.model_type == "gpt":
         notes.append(f"The model attends to at most {loaded.model.context_length} tokens.")
+    if fmt == "onnx" and loaded.tokenizer.kind == "word":
+        notes.append("Word tokenizer: Scriptorium also turns each line break into <eos> and spaces words by its own "
+                     "rules when decoding (lm/tokenizers.py); tokenizer.json alone only splits and joins words.")
     if fmt == "hf":
         notes.append("There is no end-of-text token: generation runs to max_new_tokens, as in Scriptorium.")
     if fmt == "gguf":
@@ -203,8 +207,8 @@ def export_model(
                 if problems:
                     raise CheckFailed(f"the {fmt} export does not compute what {name} computes "
                                       f"({'; '.join(problems)}); nothing was written")
-        card = render_export_card(fmt, loaded, name, result.architecture, _usage(fmt, files, loaded), command, result.figures,
-                                  result.not_checked, result.notes, license_id)
+        card = render_export_card(fmt, loaded, name, result.architecture, _usage(fmt, files, loaded), command,
+                                  result.figures, result.not_checked, result.notes, license_id)
         (staging / CARD_FILE).write_text(card, encoding="utf-8")
         result.files.append(CARD_FILE)
         replace_directory(staging, output, keep=False)

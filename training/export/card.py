@@ -122,8 +122,9 @@ def render_export_card(
         lines.append(f"- **Validation during training:** {metrics['val_bits_per_char']:.4f} bits per character")
     evaluation = _evaluation(loaded.path)
     if evaluation:
+        data = without_directories(str(evaluation.get("data", "its validation text")))
         lines.append(f"- **Evaluation:** {evaluation['bits_per_char']:.4f} bits per character, perplexity "
-                     f"{evaluation['perplexity']:.3f} per token, on {without_directories(str(evaluation.get('data', 'its validation text')))}")
+                     f"{evaluation['perplexity']:.3f} per token, on {data}")
     lines += ["", "## Checked against the source model", ""]
     if figures is None:
         lines += [f"Not checked: {not_checked}.", ""]
