@@ -14,6 +14,7 @@ from typing import Any
 
 from lm import checks
 from lm.checks import OptionError
+from lm.quantize import QUANTIZE_MODES
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -48,17 +49,10 @@ def _str(name: str, value: Any) -> str:
     return parsed
 
 
-# lm.quantize.QUANTIZE_MODES, spelled out so that reading settings does not import torch (a test holds them equal)
-QUANTIZE_MODES = ("int8",)
-
-
 def _quantize(name: str, value: Any) -> str | None:
     parsed = _optional_str(name, value)
-    if parsed is None or parsed.lower() == "none":
-        return None
-    if parsed.lower() not in QUANTIZE_MODES:
-        raise SettingsError(f"{name} must be none or one of {', '.join(QUANTIZE_MODES)}, got {value!r}")
-    return parsed.lower()
+    mode = "none" if parsed is None else checks.one_of(name, parsed.lower(), ("none", *QUANTIZE_MODES))
+    return None if mode == "none" else mode
 
 
 # name -> (default, parser). These are the settings read from the environment; docs/deploy.md lists them.

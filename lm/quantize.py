@@ -14,27 +14,35 @@ float32 weights.
 from __future__ import annotations
 
 import warnings
+from typing import TYPE_CHECKING
 
-import torch
-import torch.nn as nn
+from lm import checks
 
+if TYPE_CHECKING:
+    import torch.nn as nn
+
+# torch is imported where a model is quantized, so that the app's settings can check QUANTIZE without it
 QUANTIZE_MODES = ("int8",)
 
 
-def check_quantize(mode: str | None) -> str | None:
-    """`mode` if it is a known quantization (None = float32), else ValueError."""
-    if mode is not None and mode not in QUANTIZE_MODES:
-        raise ValueError(f"quantize must be one of {', '.join(QUANTIZE_MODES)} (or None for float32), got {mode!r}")
-    return mode
+def check_quantize(mode: str | None, name: str = "quantize") -> str | None:
+    """`mode` if it is a known quantization (None = float32), else OptionError naming `name`."""
+    return None if mode is None else checks.one_of(name, mode, QUANTIZE_MODES)
 
 
 def quantize_model(model: nn.Module, mode: str) -> nn.Module:
     """Replace the model's linear and LSTM layers, in place, by int8 ones; returns the model, in eval mode."""
-    check_quantize(mode)
-    if next(model.parameters()).device.type != "cpu":
-        raise ValueError("int8 quantization runs on the CPU only; load the model with device='cpu'")
+    import torch
+    import torch.nn as nn
     from torch.ao.quantization import quantize_dynamic
 
+    check_quantize(mode)
+    weight = next(model.parameters())
+    if weight.device.type != "cpu":
+        raise ValueError("int8 quantization runs on the CPU only; load the model with device='cpu'")
+    if weight.dtype != torch.float32:
+        raise ValueError(f"int8 is made from float32 weights, not {weight.dtype}; load the model with "
+                         "dtype='float32'")
     model.eval()
     with warnings.catch_warnings():
         # torch marks its eager quantization API as deprecated in favour of torchao, which did not run int8 kernels

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from app import SettingsError, create_app
-from app.settings import QUANTIZE_MODES
 
 from .conftest import TEST_CONFIG
 
@@ -46,9 +45,3 @@ def test_quantize_setting_from_the_environment(models_dir, monkeypatch):
     with pytest.raises(SettingsError, match="QUANTIZE") as caught:
         create_app({**TEST_CONFIG, "MODEL_DIR": str(models_dir)})
     assert "\n" not in str(caught.value)
-
-
-def test_settings_know_the_modes_lm_knows():
-    from lm.quantize import QUANTIZE_MODES as lm_modes
-
-    assert QUANTIZE_MODES == lm_modes
