@@ -41,7 +41,7 @@ def main() -> int:
     from training.export.onnx import OnnxModel, write_onnx
 
     torch.set_num_threads(args.threads)
-    loaded = load_model_dir(args.model_dir)
+    loaded = load_model_dir(args.model_dir, dtype="float32")
     if loaded.model_type != "gpt":
         print("bench/export_fidelity.py: GPT models only (llama.cpp has no LSTM)", file=sys.stderr)
         return 1

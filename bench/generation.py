@@ -80,7 +80,7 @@ def _onnx_file(model_dir: Path, quantize: str | None, out: Path) -> Path:
     folder = out / f"{model_dir.name}-onnx"
     if not (folder / "model.onnx").is_file():
         folder.mkdir(parents=True)
-        write_onnx(load_model_dir(model_dir), folder, model_dir.name)
+        write_onnx(load_model_dir(model_dir, dtype="float32"), folder, model_dir.name)
     if quantize is None:
         return folder / "model.onnx"
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -99,7 +99,7 @@ def _generator(model_dir: str, backend: str, quantize: str | None, onnx_file: st
     from lm.generation import Generator
     from training.export.onnx import OnnxModel
 
-    loaded = load_model_dir(model_dir)
+    loaded = load_model_dir(model_dir, dtype="float32")
     loaded.model = OnnxModel(onnx_file, loaded, threads=threads)
     return Generator(loaded)
 

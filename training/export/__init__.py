@@ -170,7 +170,7 @@ def export_model(
     if fmt not in FORMATS:
         raise ExportError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     model_dir, output = Path(model_dir), Path(output)
-    loaded = load_model_dir(model_dir)
+    loaded = load_model_dir(model_dir, dtype="float32")  # exports and their checks are float32
     check_exportable(fmt, loaded.config)
     _check_output(output, model_dir)
     for module in _WRITER_NEEDS[fmt]:

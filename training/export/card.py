@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import lm
-from lm.checkpoint import LoadedModel
+from lm.checkpoint import EVALUATION_FILE, LoadedModel
 
 MARKER = "<!-- written by: python -m training export -->"
 # the directories of an absolute path (POSIX or Windows), dropped so that only the file's name remains
@@ -142,7 +142,7 @@ def render_export_card(
 
 def _evaluation(model_dir: Path) -> dict[str, Any] | None:
     try:
-        evaluation = json.loads((model_dir / "evaluation.json").read_text(encoding="utf-8"))
+        evaluation = json.loads((model_dir / EVALUATION_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     if not isinstance(evaluation, dict) or not all(k in evaluation for k in ("bits_per_char", "perplexity")):
