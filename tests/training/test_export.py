@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import lm
 from lm import load, save_model_dir, train_tokenizer
 from lm.checkpoint import load_model_dir
 from lm.generation import Generator
@@ -187,7 +188,7 @@ def test_hf_card_is_ready_for_the_hub_and_names_no_machine_folder(rotary_bpe_gpt
                  "  - scriptorium", "  - gpt_neox"):
         assert line + "\n" in header
     assert "Not checked: the export was run with --no-check." in card
-    assert "Scriptorium 0.1.0" in card and "`rotary-gpt`" in card
+    assert f"Scriptorium {lm.__version__}" in card and "`rotary-gpt`" in card
     assert "--output hf`" in card  # the command, with only the folder's name
     assert result.not_checked and result.figures is None
     _no_machine_paths(tmp_path / "hf", tmp_path, rotary_bpe_gpt.parent)
@@ -320,22 +321,20 @@ def test_gguf_file_and_modelfile(rotary_bpe_gpt, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("gguf_type", ["f32", "q8_0"])
-def test_gguf_of_the_shipped_gpt(gguf_type, tmp_path):
-    """The shipped GPT (6 x 192, BPE 512), on 513 tokens it sampled: greedy and perplexity through llama.cpp.
-    bench/export_fidelity.py measures the same on the validation text (docs/benchmarks.md)."""
+def test_gguf_of_the_shipped_gpt(tmp_path):
+    """The shipped GPT (6 x 192, BPE 512), on 513 tokens it sampled: greedy and perplexity through llama.cpp in f32
+    (q8_0 and f16 on the tiny trained GPT above). bench/export_fidelity.py measures every type on the validation
+    text (docs/benchmarks.md)."""
     _require("llama_cpp", "llama-cpp-python")
     model_dir = ROOT / "models" / "shakespeare-gpt"
     if not (model_dir / "model.safetensors").is_file():
         pytest.skip("models/shakespeare-gpt is not in this checkout (make train builds it)")
-    figures = export_model(model_dir, "gguf", tmp_path / "g", gguf_type=gguf_type, threads=2).figures
-    assert figures["perplexity_relative_diff"] <= (0.01 if gguf_type == "f32" else 0.02)
-    if gguf_type == "f32":
-        assert figures["greedy_identical"] == figures["greedy_prompts"] == 3
+    figures = export_model(model_dir, "gguf", tmp_path / "g", gguf_type="f32", threads=1).figures
+    assert figures["perplexity_relative_diff"] <= 0.01
+    assert figures["greedy_identical"] == figures["greedy_prompts"] == 3
+    assert figures["greedy_tokens"] == GREEDY_TOKENS
 
 
 def test_cards_record_the_projects_version():
-    import lm
-
     pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
     assert re.search(r'^version = "([^"]+)"', pyproject, re.MULTILINE).group(1) == lm.__version__
