@@ -203,9 +203,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                                  rule=args.dynamic_rule) if args.dynamic else None
     except ValueError as exc:
         raise UsageError(f"evaluate: {exc}") from None
-    if dynamic and args.quantize:
-        raise UsageError("evaluate: --dynamic takes gradient steps, which int8 layers cannot; drop one of "
-                         "--dynamic and --quantize")
     if args.split == "all":
         if dynamic:
             raise UsageError("evaluate: --dynamic reads one text: give --split valid, test or train, or none")
