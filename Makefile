@@ -18,16 +18,24 @@ $(VENV)/.runtime: requirements.txt
 	$(PY) -m pip install --quiet -r requirements.txt
 	touch $@
 
-# llama-cpp-python (a dev requirement, for the GGUF export tests) compiles llama.cpp from source. It is built once
-# per venv (this stamp; pip keeps it while its version range holds), with all cores, and portable: without
+# llama-cpp-python (a dev requirement, for the GGUF export tests) compiles llama.cpp from source, portable: without
 # -march=native, because llama.cpp's AMX int8 kernels die with "Illegal instruction" on q8_0 models on some
 # virtual machines that report AMX (ours among them), and a portable build behaves the same on every CI runner.
 # No llava/mtmd library: nothing here uses it, and it is a quarter of the files to compile.
+# pip's own wheel cache keys a built wheel by the source package alone, not by CMAKE_ARGS, so it would hand back a
+# native wheel built earlier on the machine: the wheel is built without pip's cache into a folder of our cache
+# named after the build flags, and installed from there (built once per machine and flags, with all cores).
 LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF
+LLAMA_SPEC := $(shell grep -E '^llama-cpp-python' requirements-dev.txt)
+LLAMA_WHEELS := $(or $(SCRIPTORIUM_CACHE),$(HOME)/.cache/scriptorium)/wheels/llama-$(shell echo '$(LLAMA_SPEC) $(LLAMA_CMAKE_ARGS)' | cksum | cut -d' ' -f1)
 NPROC := $(shell nproc 2>/dev/null || echo 2)
 
 $(VENV)/.dev: requirements-dev.txt requirements-export.txt requirements.txt $(VENV)/.runtime
-	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$(NPROC) $(PY) -m pip install --quiet -r requirements-dev.txt
+	ls $(LLAMA_WHEELS)/llama_cpp_python-*.whl >/dev/null 2>&1 || \
+	  CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$(NPROC) \
+	  $(PY) -m pip wheel --quiet --no-cache-dir --no-deps --wheel-dir $(LLAMA_WHEELS) "$(LLAMA_SPEC)"
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PY) -m pip install --quiet --no-cache-dir --find-links $(LLAMA_WHEELS) \
+	  -r requirements-dev.txt
 	touch $@
 
 run: $(VENV)/.runtime
