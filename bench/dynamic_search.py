@@ -23,9 +23,9 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from lm.checkpoint import load_model_dir  # noqa: E402
-from training.dynamic_eval import RULES, DynamicOptions, dynamic_figures  # noqa: E402
-from training.evaluate import evaluation_text  # noqa: E402
-from training.metrics import LN2  # noqa: E402
+from training.evaluation.dynamic_eval import RULES, DynamicOptions, dynamic_figures  # noqa: E402
+from training.evaluation.evaluate import evaluation_text  # noqa: E402
+from training.evaluation.metrics import LN2  # noqa: E402
 
 
 def main() -> int:

@@ -35,7 +35,7 @@ def main() -> int:
     import torch
 
     from lm.checkpoint import load_model_dir
-    from training.evaluate import evaluation_text
+    from training.evaluation.evaluate import evaluation_text
     from training.export.check import our_logits, perplexity
     from training.export.gguf import write_gguf
     from training.export.onnx import OnnxModel, write_onnx

@@ -27,8 +27,8 @@ import torch  # noqa: E402
 
 from lm.checkpoint import CONFIG_FILE, METRICS_FILE, load_model_dir  # noqa: E402
 from training.config import load_config  # noqa: E402
-from training.data import load_corpus  # noqa: E402
-from training.metrics import TokenStats, bits_per_char  # noqa: E402
+from training.data.corpus import load_corpus  # noqa: E402
+from training.evaluation.metrics import TokenStats, bits_per_char  # noqa: E402
 from training.trainer import RunOptions, train  # noqa: E402
 
 NANOGPT_CPU_224S = 1.886  # nats/char, docs in /work/shared/data/README.md and docs/training.md

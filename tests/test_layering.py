@@ -36,6 +36,37 @@ def test_package_imports_point_one_way(package):
     assert {f: names for f, names in offenders.items() if names} == {}
 
 
+# Inside training/: the data room stands on the config alone, evaluation on the data room; neither needs the trainer.
+ROOMS = {
+    "training.data": {"training.config", "training.data"},
+    "training.evaluation": {"training.config", "training.data", "training.evaluation"},
+}
+
+
+def imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+@pytest.mark.parametrize("room", sorted(ROOMS))
+def test_training_rooms_import_only_what_they_stand_on(room):
+    files = sorted((ROOT / room.replace(".", "/")).rglob("*.py"))
+    assert files, f"{room} has no Python files"
+    allowed = ROOMS[room]
+
+    def outside(name: str) -> bool:
+        return name.startswith("training.") and not any(name == a or name.startswith(a + ".") for a in allowed)
+
+    offenders = {str(f.relative_to(ROOT)): sorted(n for n in imported_modules(f) if outside(n)) for f in files}
+    assert {f: names for f, names in offenders.items() if names} == {}
+
+
 def test_no_pickle_loading_anywhere():
     files = [p for d in ("lm", "training", "app", "bench", "tests") for p in (ROOT / d).rglob("*.py")]
     for path in files + list(ROOT.glob("*.py")):

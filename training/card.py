@@ -14,7 +14,7 @@ from typing import Any
 from lm.atomic import atomic_write_text
 from lm.checkpoint import CARD_FILE, CURVE_FILE, EVALUATION_FILE, METRICS_FILE, WEIGHTS_FILE, read_config
 from lm.models import MODEL_TYPES
-from training.corpora import KNOWN_CORPORA
+from training.data.corpora import KNOWN_CORPORA
 
 SAMPLE_PROMPTS = ("ROMEO:", "JULIET:\nO", "First Citizen:\n")
 SAMPLE_SETTINGS = {"temperature": 0.8, "top_p": 0.95}
@@ -92,7 +92,7 @@ def _dynamic_lines(dynamic: dict[str, Any] | None) -> list[str]:
 
 
 def _ladder_lines(ladder: dict[str, Any] | None) -> list[str]:
-    """The model among the baselines, best first (training/ladder.py wrote it into evaluation.json)."""
+    """The model among the baselines, best first (training/evaluation/ladder.py wrote it into evaluation.json)."""
     if not ladder:
         return []
     lines = ["### On the baseline ladder", "", ladder["summary"], "", "| | bits/char | nats/char | how |",

@@ -195,8 +195,8 @@ def _is_main_process() -> bool:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from lm.checkpoint import EVALUATION_FILE
-    from training.dynamic_eval import DynamicOptions
-    from training.evaluate import evaluate_model, evaluate_splits, format_table, write_json
+    from training.evaluation.dynamic_eval import DynamicOptions
+    from training.evaluation.evaluate import evaluate_model, evaluate_splits, format_table, write_json
 
     try:
         dynamic = DynamicOptions(lr=args.dynamic_lr, decay=args.dynamic_decay, segment=args.dynamic_segment,
@@ -251,7 +251,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_benchmark(args: argparse.Namespace) -> int:
     from lm.atomic import atomic_write_text
-    from training.benchmark import benchmark_model, format_side_by_side
+    from training.evaluation.benchmark import benchmark_model, format_side_by_side
 
     results = [benchmark_model(d, device=args.device, new_tokens=args.new_tokens) for d in args.model_dirs]
     print(format_side_by_side(results))
@@ -262,7 +262,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
 
 
 def cmd_prepare_data(args: argparse.Namespace) -> int:
-    from training.prepare import prepare_data
+    from training.data.prepare import prepare_data
 
     split = None
     if args.split:
@@ -280,7 +280,7 @@ def cmd_prepare_data(args: argparse.Namespace) -> int:
 
 def cmd_train_tokenizer(args: argparse.Namespace) -> int:
     from lm.tokenizers import train_tokenizer
-    from training.data import load_text
+    from training.data.corpus import load_text
 
     text = load_text(args.data, args.cleaner)
     tokenizer = train_tokenizer(args.kind, text, vocab_size=args.vocab_size, min_freq=args.min_freq)

@@ -261,7 +261,7 @@ def validate(config: Config) -> None:
         if not condition:
             raise ConfigError(src, key, problem)
 
-    from training.cleaners import CLEANERS  # late import: the cleaners module is independent of the config
+    from training.data.cleaners import CLEANERS  # late import: the cleaners module is independent of the config
 
     need(d.cleaner in CLEANERS, "data.cleaner", f"must be one of {', '.join(CLEANERS)}, got {d.cleaner!r}")
     need(len(d.split) in (2, 3), "data.split", "expected [train, valid] or [train, valid, test] fractions")

@@ -36,15 +36,16 @@ from lm.checks import OptionError
 from lm.checkpoint import CURVE_FILE, RESUME_DIR, TOKENIZER_FILE, TRAIN_CONFIG_FILE, load_model_dir, save_model_dir
 from lm.models import build_model, family_of
 from lm.tokenizers import Tokenizer, train_tokenizer
-from training import distributed, plots, resume
+from training import distributed, resume
 from training.config import Config
-from training.data import Corpus, load_corpus
+from training.data.corpus import Corpus, load_corpus
+from training.data.token_cache import encode_cached
+from training.evaluation import plots
+from training.evaluation.metrics import TokenStats, bits_per_char, perplexity, unigram_loss
 from training.hardware import PrecisionChoice, autocast_factory, describe, peak_flops, pick_device, resolve_precision
 from training.loggers import MetricsLog
-from training.metrics import TokenStats, bits_per_char, perplexity, unigram_loss
 from training.optim import NTASGD, PlateauScale, build_optimizer, scheduled_lr
 from training.resume import TrainState
-from training.token_cache import encode_cached
 
 # What the processes agree on after each step (the largest wins): go on, out of time, interrupted.
 _GO_ON, _OUT_OF_TIME, _INTERRUPTED = 0, 1, 2

@@ -7,10 +7,10 @@ from collections import Counter, defaultdict
 import numpy as np
 import pytest
 
-from training import baselines
-from training.baselines import bz2_bits, cached_baselines, compute_baselines, xz_bits
-from training.kneser_ney import KneserNeyModel, alphabet_of, choose_order
-from training.ladder import build_ladder, describe
+from training.evaluation import baselines
+from training.evaluation.baselines import bz2_bits, cached_baselines, compute_baselines, xz_bits
+from training.evaluation.kneser_ney import KneserNeyModel, alphabet_of, choose_order
+from training.evaluation.ladder import build_ladder, describe
 
 VERSE = ("When forty winters shall besiege thy brow,\nAnd dig deep trenches in thy beauty's field,\n"
          "Thy youth's proud livery, so gazed on now,\nWill be a tattered weed, of small worth held.\n")

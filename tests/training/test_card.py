@@ -38,7 +38,7 @@ def test_card_command_line(trained_gpt, tmp_path):
 
 
 def test_card_shows_the_ladder_and_the_dynamic_figure_apart(trained_gpt, tmp_path):
-    from training.ladder import build_ladder
+    from training.evaluation.ladder import build_ladder
 
     model_dir = tmp_path / "m"
     shutil.copytree(trained_gpt, model_dir)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from training.cleaners import CLEANERS, get_cleaner
+from training.data.cleaners import CLEANERS, get_cleaner
 
 
 def test_registry_has_the_documented_cleaners():

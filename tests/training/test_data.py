@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from lm.tokenizers import train_tokenizer
-from training import corpora
 from training.cli import main
 from training.config import DataConfig
-from training.data import DataError, load_corpus, load_text, split_text
-from training.token_cache import encode_cached
+from training.data import corpora
+from training.data.corpus import DataError, load_corpus, load_text, split_text
+from training.data.token_cache import encode_cached
 
 
 def test_nanogpt_split_sizes():

@@ -10,8 +10,8 @@ import torch
 from lm.models import build_model, family_of
 from lm.tokenizers import train_tokenizer
 from training.cli import main
-from training.dynamic_eval import DynamicOptions, dynamic_score
-from training.metrics import TokenStats
+from training.evaluation.dynamic_eval import DynamicOptions, dynamic_score
+from training.evaluation.metrics import TokenStats
 
 TEXT = ("KING:\nWhat says the river to the moon tonight?\nQUEEN:\nIt says the tide will turn before the dawn.\n" * 5)
 SMALL = {
@@ -48,7 +48,7 @@ def per_token(stats: TokenStats) -> np.ndarray:
 
 @pytest.mark.parametrize("rule", ["sgd", "rms"])
 def test_with_learning_rate_zero_dynamic_equals_static(model, tokenizer, rule, monkeypatch):
-    monkeypatch.setattr("training.dynamic_eval.RMS_BATCHES", 2)  # the rms rule's gradient statistics: enough here
+    monkeypatch.setattr("training.evaluation.dynamic_eval.RMS_BATCHES", 2)  # the rms rule's gradient statistics: enough here
     ids = tokenizer.encode_corpus(TEXT)
     expected = static(model, ids)
     got = dynamic(model, ids, lr=0.0, rule=rule)
@@ -102,7 +102,7 @@ def test_bad_options_are_refused(options, message):
 
 
 def test_a_diverging_learning_rate_is_an_error_not_a_figure(tokenizer):
-    from training.dynamic_eval import dynamic_figures
+    from training.evaluation.dynamic_eval import dynamic_figures
 
     gpt = build_model("gpt", {"vocab_size": tokenizer.vocab_size, **SMALL["gpt"]})
     with pytest.raises(ValueError, match="diverged at lr 1e\\+30"):

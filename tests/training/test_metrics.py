@@ -7,7 +7,7 @@ import math
 import numpy as np
 import torch
 
-from training.metrics import TokenStats, bits_per_char, distinct_n, perplexity, repetition_rate, unigram_loss
+from training.evaluation.metrics import TokenStats, bits_per_char, distinct_n, perplexity, repetition_rate, unigram_loss
 
 
 def test_perplexity_and_bits_per_char():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
-from training import plots
+from training.evaluation import plots
 
 
 def test_reliability_figure_labels_each_series_by_what_it_plots():

@@ -13,7 +13,7 @@ from tests.training.conftest import assert_servable, run_cli, tiny_config, write
 from training.card import render_card
 from training.cli import main
 from training.config import config_from_dict
-from training.evaluate import evaluate_model
+from training.evaluation.evaluate import evaluate_model
 from training import resume
 from training.trainer import RunOptions, Trainer, TrainingError, train
 

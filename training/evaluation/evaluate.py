@@ -20,12 +20,12 @@ import torch
 from lm import load
 from lm.checkpoint import LoadedModel, load_model_dir
 from lm.quantize import check_quantize, quantize_model
-from training import plots
 from training.config import DataConfig
-from training.data import load_corpus, load_text
-from training.dynamic_eval import DynamicOptions, dynamic_figures, format_dynamic
-from training.ladder import format_ladder, model_ladder
-from training.metrics import TokenStats, distinct_n, repetition_rate
+from training.data.corpus import load_corpus, load_text
+from training.evaluation import plots
+from training.evaluation.dynamic_eval import DynamicOptions, dynamic_figures, format_dynamic
+from training.evaluation.ladder import format_ladder, model_ladder
+from training.evaluation.metrics import TokenStats, distinct_n, repetition_rate
 
 SPLITS = ("train", "valid", "test")
 TABLE_KEYS = ("loss", "perplexity", "bits_per_char", "tokens", "characters", "loss_std", "avg_top_token_prob",

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from lm.atomic import atomic_write_text
 from training.config import DataConfig
-from training.data import load_corpus
+from training.data.corpus import load_corpus
 
 DEFAULT_SPLITS = {"tinyshakespeare": [0.9, 0.1, 0.0]}  # the nanoGPT split; others default to 70/15/15
 

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from lm.models import family_of
-from training.metrics import TokenStats
+from training.evaluation.metrics import TokenStats
 
 RULES = ("sgd", "rms")
 # chosen by bench/dynamic_search.py on the last 20,000 characters of the shipped models' training text

@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from lm import load
-from training.metrics import distinct_n, repetition_rate
+from training.evaluation.metrics import distinct_n, repetition_rate
 
 PROMPTS = ("ROMEO:", "The king", "Once upon a time")
 BATCH_SIZES = (1, 4, 8)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from lm.tokenizers import Tokenizer
-from training.corpora import cache_dir
+from training.data.corpora import cache_dir
 
 _CHUNK_CHARS = 1 << 22  # encode 4M characters at a time so memory stays bounded on big corpora
 

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from lm.checkpoint import METRICS_FILE
-from training.baselines import cached_baselines
-from training.metrics import LN2
+from training.evaluation.baselines import cached_baselines
+from training.evaluation.metrics import LN2
 
 MODEL_NAME = "this model"
 DYNAMIC_NAME = "this model, dynamic evaluation"

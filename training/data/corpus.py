@@ -14,10 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from training import corpora
-from training.cleaners import get_cleaner
 from training.config import DataConfig
-from training.synthetic import synthetic_text
+from training.data import corpora
+from training.data.cleaners import get_cleaner
+from training.data.synthetic import synthetic_text
 
 
 class DataError(ValueError):

@@ -2,7 +2,7 @@
 
 - **unigram (characters)**: add-one counts of each character of the training text, no context at all;
 - **unigram (model's tokens)**: the same over the model's own tokens, in nats per character of the text;
-- **character n-gram, Kneser-Ney** (training/kneser_ney.py): the order is chosen on the training text alone
+- **character n-gram, Kneser-Ney** (training/evaluation/kneser_ney.py): the order is chosen on the training text alone
   (counted on its first 90 %, scored on its last 10 %), then the model is counted on the whole training text;
 - **bzip2 -9 and xz -9** given the training text as context: bits for compress(context + text) minus
   compress(context). bzip2 compresses blocks of at most 900 kB independently, so the evaluated text goes in
@@ -29,8 +29,8 @@ import numpy as np
 
 from lm.atomic import atomic_write_text
 from lm.checkpoint import BASELINES_FILE
-from training.kneser_ney import HELD_OUT_FRACTION, KneserNeyModel, alphabet_of, choose_order, text_codes
-from training.metrics import LN2, unigram_loss
+from training.evaluation.kneser_ney import HELD_OUT_FRACTION, KneserNeyModel, alphabet_of, choose_order, text_codes
+from training.evaluation.metrics import LN2, unigram_loss
 
 CACHE_ENTRIES = 8  # distinct (data, split) pairs kept per model directory
 VERSION = 1  # bump when a figure would change for the same inputs
