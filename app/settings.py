@@ -31,7 +31,8 @@ def _integer(minimum: int) -> Callable[[str, Any], int]:
 
 
 def _seconds(name: str, value: Any) -> float:
-    return checks.number_from(name, value, exclusive_minimum=0)
+    """Seconds (2.5) or a duration ("90s", "2m")."""
+    return checks.duration_from(name, value, exclusive_minimum=0)
 
 
 def _optional_str(name: str, value: Any) -> str | None:

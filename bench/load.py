@@ -30,6 +30,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from training.cli import duration_argument  # noqa: E402  (seconds or 90s, 5m: as every time taken)
+
 MAX_CLIENTS = 64
 MAX_DURATION = 600
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -154,7 +158,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--clients", type=int, default=16, help=f"concurrent client threads (1-{MAX_CLIENTS})"
     )
-    parser.add_argument("--duration", type=float, default=60, help=f"seconds of load (1-{MAX_DURATION})")
+    parser.add_argument("--duration", type=duration_argument, default=60,
+                        help=f"how long to load: seconds or 90s, 5m (1-{MAX_DURATION} s)")
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--prompt", default="ROMEO:")
     parser.add_argument("--temperature", type=float, default=0.8)
@@ -164,7 +169,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--workers", type=int, help="gunicorn workers (WEB_CONCURRENCY) for the started server"
     )
-    parser.add_argument("--timeout", type=float, default=60, help="per-request client timeout, seconds")
+    parser.add_argument("--timeout", type=duration_argument, default=60,
+                        help="per-request client timeout: seconds or 90s, 2m")
     args = parser.parse_args(argv)
     if not 1 <= args.clients <= MAX_CLIENTS:
         parser.error(f"--clients must be 1-{MAX_CLIENTS}")

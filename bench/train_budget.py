@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from lm.checkpoint import CONFIG_FILE, METRICS_FILE, load_model_dir  # noqa: E402
+from training.cli import duration_argument  # noqa: E402
 from training.config import load_config  # noqa: E402
 from training.data.corpus import load_corpus  # noqa: E402
 from training.evaluation.metrics import TokenStats, bits_per_char  # noqa: E402
@@ -62,7 +63,8 @@ def median_utilisation(model_dir: Path) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("preset", help="a name in configs/ (e.g. shakespeare-gpt-small) or a YAML path")
-    parser.add_argument("--seconds", type=float, required=True, help="wall-clock training budget")
+    parser.add_argument("--seconds", type=duration_argument, required=True,
+                        help="wall-clock training budget: seconds or a duration (224, 90s, 30m, 1h30m)")
     parser.add_argument("--data", help="TinyShakespeare file (default: the preset's source, downloaded/cached)")
     parser.add_argument("--output", help="model directory to keep (default: a temporary one)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config overrides")

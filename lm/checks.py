@@ -9,6 +9,7 @@ never numbers here, although Python says `True == 1`.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Collection
 from typing import Any
 
@@ -152,4 +153,27 @@ def number_from(name: str, value: Any, **bounds: float | None) -> float:
             value = float(value.strip())
         except ValueError:
             raise OptionError(name, f"must be a number, got {shown(value)}") from None
+    return number(name, value, **bounds)
+
+
+# "90s", "30m", "2h", "1h30m", "1.5h", "2h 15m": hours, minutes and seconds in that order, each at most once.
+_DURATION = re.compile(r"(?:(?P<h>\d+(?:\.\d+)?)h)?\s*(?:(?P<m>\d+(?:\.\d+)?)m)?\s*(?:(?P<s>\d+(?:\.\d+)?)s)?")
+DURATION_FORMATS = "seconds (90) or a duration like 90s, 30m, 2h, 1h30m"
+
+
+def duration_from(name: str, value: Any, **bounds: float | None) -> float:
+    """Seconds, from a number or from text: plain seconds ("90", "2.5") or a duration ("90s", "30m", "2h",
+    "1h30m"), within the bounds (`in_bounds`' keywords, in seconds)."""
+    if isinstance(value, str):
+        stripped = value.strip().lower()
+        match = _DURATION.fullmatch(stripped)
+        try:
+            value = float(stripped)
+        except ValueError:
+            if not stripped or not match or not any(match.groups()):
+                raise OptionError(name, f"must be {DURATION_FORMATS}, got {shown(value)}") from None
+            hours, minutes, seconds = (float(part or 0) for part in match.group("h", "m", "s"))
+            value = 3600 * hours + 60 * minutes + seconds
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise OptionError(name, f"must be {DURATION_FORMATS}, got {shown(value)}")
     return number(name, value, **bounds)

@@ -47,7 +47,8 @@ def _argument(parse: Callable[[str], Any]) -> Callable[[str], Any]:
 
 
 _positive_int = _argument(partial(checks.integer_from, "value", minimum=1))
-_positive_float = _argument(partial(checks.number_from, "value", exclusive_minimum=0))
+# Any time taken on a command line (here and in bench/): seconds or a duration ("90s", "30m", "2h", "1h30m").
+duration_argument = _argument(partial(checks.duration_from, "value", exclusive_minimum=0))
 
 
 def _add_option(parser: argparse.ArgumentParser, option: Option, default: Any = None) -> None:
@@ -69,7 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="data source replacing data.source: a file, a directory, or a corpus name")
     p.add_argument("--output", help="model directory to write (default: runs/<preset name>)")
     p.add_argument("--max-steps", type=_positive_int, help="replaces training.max_steps")
-    p.add_argument("--max-time", type=_positive_float, metavar="SECONDS", help="wall-clock budget in seconds")
+    p.add_argument("--max-time", type=duration_argument, metavar="DURATION",
+                   help="wall-clock budget: seconds (90) or 90s, 30m, 2h, 1h30m; replaces training.max_time")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
     p.add_argument("--resume", action="store_true", help="continue the run saved in OUTPUT/resume")
     p.add_argument("--init-from", metavar="MODEL_DIR", help="fine-tune this model (keeps its tokenizer)")

@@ -16,13 +16,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, Literal, NewType, Union
 
 import yaml
 
 from lm import checks
 from lm.checks import OptionError
 from lm.tokenizers import TOKENIZER_KINDS
+
+
+# A time in seconds, written in a config as a number or as a duration ("90s", "30m", "2h", "1h30m").
+Seconds = NewType("Seconds", float)
 
 
 class ConfigError(ValueError):
@@ -63,7 +67,8 @@ class TrainingConfig:
     seq_len: int = 128  # GPT: window length; LSTM: BPTT length
     variable_bptt: bool = False  # AWD-LSTM's randomised BPTT length (LSTM only)
     max_steps: int = 5000
-    max_time: Union[float, None] = None  # seconds of wall time; the run stops at whichever limit comes first
+    # wall time: seconds or a duration ("90s", "30m", "1h30m"); the run stops at whichever limit comes first
+    max_time: Union[Seconds, None] = None
     eval_interval: int = 250
     eval_batches: Union[int, None] = None  # batches per validation; None = the whole validation split
     eval_batch_size: Union[int, None] = None  # defaults to batch_size
@@ -239,6 +244,8 @@ def _coerce(value: Any, expected: Any, source: str, key: str) -> Any:
         if isinstance(value, float) and value.is_integer():
             value = int(value)
         return _checked(checks.integer_from, value, source, key)
+    if expected is Seconds:
+        return _checked(partial(checks.duration_from, exclusive_minimum=0), value, source, key)
     if expected is float:
         return _checked(checks.number_from, value, source, key)
     if expected is str:

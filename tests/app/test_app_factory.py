@@ -16,8 +16,10 @@ def test_settings_defaults_then_environment_then_config():
     defaults = load_settings({})
     assert defaults["PORT"] == 5000 and defaults["HOST"] == "127.0.0.1"
     assert defaults["MAX_CONTENT_LENGTH"] == 64 * 1024
-    from_env = load_settings({"PORT": "8000", "MAX_NEW_TOKENS": " 64 ", "GENERATION_TIMEOUT": "2.5"})
+    from_env = load_settings({"PORT": "8000", "MAX_NEW_TOKENS": " 64 ", "GENERATION_TIMEOUT": "2.5",
+                              "QUEUE_TIMEOUT": "1m"})
     assert (from_env["PORT"], from_env["MAX_NEW_TOKENS"], from_env["GENERATION_TIMEOUT"]) == (8000, 64, 2.5)
+    assert from_env["QUEUE_TIMEOUT"] == 60
     overridden = load_settings({"PORT": "8000"}, {"PORT": 9000, "TESTING": True})
     assert overridden["PORT"] == 9000 and overridden["TESTING"] is True
 

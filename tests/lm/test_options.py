@@ -33,6 +33,11 @@ from lm.options import OPTIONS, SEED, STOP, TEMPERATURE, TOP_P, Option
         (lambda v: checks.one_of("k", v, ("a", "b")), "c", "must be one of a, b, got 'c'"),
         (lambda v: checks.integer_from("n", v), " 1.5", "must be an integer, got ' 1.5'"),
         (lambda v: checks.number_from("x", v, exclusive_minimum=0), "nan", "must be a finite number, got nan"),
+        (lambda v: checks.duration_from("t", v), "5x", f"must be {checks.DURATION_FORMATS}, got '5x'"),
+        (lambda v: checks.duration_from("t", v), "1m2h", f"must be {checks.DURATION_FORMATS}, got '1m2h'"),
+        (lambda v: checks.duration_from("t", v), "", f"must be {checks.DURATION_FORMATS}, got ''"),
+        (lambda v: checks.duration_from("t", v), True, f"must be {checks.DURATION_FORMATS}, got True"),
+        (lambda v: checks.duration_from("t", v, exclusive_minimum=0), "0s", "must be > 0, got 0.0"),
     ],
 )
 def test_a_refused_value_names_its_option_and_the_problem(check, value, problem):
@@ -48,6 +53,12 @@ def test_accepted_values_come_back_as_their_type():
     assert checks.integer_from("n", " 64 ", minimum=1) == 64 and checks.number_from("x", "2.5") == 2.5
     assert checks.strings("l", ["a", "b"]) == ("a", "b")
     assert checks.shown("x" * 100) == repr("x" * 100)[:37] + "..."
+
+
+@pytest.mark.parametrize("text, seconds", [("90", 90), (" 2.5 ", 2.5), ("90s", 90), ("30m", 1800), ("2h", 7200),
+                                           ("1h30m", 5400), ("1.5h", 5400), ("2h 15m 10s", 8110), (45, 45)])
+def test_a_duration_is_seconds_or_hours_minutes_seconds(text, seconds):
+    assert checks.duration_from("t", text) == seconds
 
 
 def test_generation_options_are_the_definitions_with_their_defaults():

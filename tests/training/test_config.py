@@ -60,6 +60,8 @@ def _error(tmp_path, config: dict, overrides=()) -> ConfigError:
         (lambda c: c["model"].update(type="rnn"), "model.type"),
         (lambda c: c["data"].update(split=[0.8, 0.5]), "data.split"),
         (lambda c: c["data"].update(cleaner="magic"), "data.cleaner"),
+        (lambda c: c["training"].update(max_time="an hour"), "training.max_time"),
+        (lambda c: c["training"].update(max_time="0s"), "training.max_time"),
         (lambda c: c.update(extras={}), "extras"),
     ],
 )
@@ -116,6 +118,17 @@ def test_cli_set_error_exit_2(tmp_path, capsys):
     assert main(["train", "--config", str(path), "--set", "training.seq_len=1000"]) == 2
     err = capsys.readouterr().err
     assert "training.seq_len" in err and err.count("\n") == 1
+
+
+def test_max_time_takes_a_duration_in_the_config_and_on_the_command_line(tmp_path, capsys):
+    path = write_config(tmp_path / "ok.yaml", tiny_config("gpt", max_time="1h30m"))
+    assert load_config(path).training.max_time == 5400
+    assert load_config(path, ["training.max_time=90s"]).training.max_time == 90
+    assert load_config(path, ["training.max_time=120"]).training.max_time == 120
+    assert "max_time: 5400" in load_config(path).to_yaml()  # written back as seconds
+    assert main(["train", "--config", str(path), "--max-time", "5x"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--max-time" in err and "90s, 30m, 2h, 1h30m" in err and "'5x'" in err
 
 
 def test_cli_usage_error_is_one_line(capsys):
