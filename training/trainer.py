@@ -45,6 +45,7 @@ from training.evaluation.metrics import TokenStats, bits_per_char, perplexity, u
 from training.hardware import PrecisionChoice, autocast_factory, describe, peak_flops, pick_device, resolve_precision
 from training.loggers import MetricsLog
 from training.optim import NTASGD, PlateauScale, build_optimizer, scheduled_lr
+from training.progress import ProgressBar
 from training.resume import TrainState
 
 # What the processes agree on after each step (the largest wins): go on, out of time, interrupted.
@@ -235,8 +236,8 @@ class Trainer:
         t, s = self.cfg.training, self.state
         self._prepare_output()
         previous_handler = signal.signal(signal.SIGINT, self._on_sigint)
-        bar = tqdm(total=t.max_steps, initial=s.step, disable=not (self.dist.is_main and self.opts.progress),
-                   dynamic_ncols=True, file=sys.stderr, desc=self.cfg.name or "train")
+        bar = ProgressBar(t.max_steps, t.max_time, s.step, s.elapsed, enabled=self.dist.is_main and self.opts.progress,
+                          desc=self.cfg.name or "train")
         self.train_model.train()
         session_start = time.perf_counter() - s.elapsed
         window_start, window_tokens = time.perf_counter(), 0  # for the tokens/s of each logged row
@@ -251,7 +252,7 @@ class Trainer:
                     rate = window_tokens / max(time.perf_counter() - window_start, 1e-9)
                     window_start, window_tokens = time.perf_counter(), 0
                     self._log_progress(loss, rate, bar)
-                bar.update(1)
+                bar.advance(s.step, s.elapsed)
                 code = self._agreed_code(out_of_time=t.max_time is not None and s.elapsed >= t.max_time)
                 if code == _INTERRUPTED:
                     self._stop_interrupted()
@@ -280,13 +281,13 @@ class Trainer:
         self.metrics.start(fresh=not self.opts.resume, loggers=self.cfg.training.loggers,
                            config=self.cfg.to_dict(), run_name=self.cfg.name)
 
-    def _log_progress(self, loss: float, tokens_per_second: float, bar: tqdm) -> None:
+    def _log_progress(self, loss: float, tokens_per_second: float, bar: ProgressBar) -> None:
         s = self.state
         mfu = tokens_per_second * self.flops_per_token / self.peak_flops
         self.metrics.log({"step": s.step, "train_loss": loss, "lr": s.last_lr, "tokens_per_second": tokens_per_second,
                           "mfu": mfu, "elapsed": s.elapsed})
         bar.set_postfix(loss=f"{loss:.3f}", ppl=f"{perplexity(loss):.1f}", lr=f"{s.last_lr:.2e}",
-                        tok_s=f"{tokens_per_second:,.0f}", mfu=f"{mfu:.0%}", refresh=False)
+                        tok_s=f"{tokens_per_second:,.0f}", mfu=f"{mfu:.0%}")
 
     def _agreed_code(self, out_of_time: bool) -> int:
         """What to do after this step, the same on every process: whichever of them was interrupted or ran out
