@@ -8,6 +8,11 @@ rule, as a `tokenizers` normalizer: lowercase; then, in this order, `'` gets spa
 gets spaces, `<br />` becomes a space, `,` `(` `)` `!` `?` get spaces, `;` and `:` become spaces, whitespace runs
 become one space; then the text is split at spaces. Every line break is an `<eos>` token. Word files saved before
 this (lowercase, then `' . , " ( ) ! ? : ;` split off as tokens) still load and keep tokenizing as they were trained.
+
+A whole corpus is encoded with `encode_corpus` / `encode_pieces`: BPE and word through the library's batch encoding
+(Rust threads, every core); char as a table lookup from code point to id, which gives the library's ids (one token
+per code point, `<unk>` for the rest and for the literal text "<unk>") some hundred times faster than the library
+measures on this machine (tests hold the two equal).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from tokenizers.decoders import DecodeStream
 from lm.atomic import atomic_write_text
 
 TOKENIZER_KINDS = ("char", "word", "bpe")
+PIECE_CHARS = 1 << 14  # characters per piece of a batch: the library encodes pieces of this size fastest here
 UNK = "<unk>"
 EOS = "<eos>"
 
@@ -67,6 +73,7 @@ class Tokenizer:
         self.kind = kind
         self.unk_id: int | None = hf.token_to_id(UNK) if kind != "bpe" else None
         self.eos_id: int | None = hf.token_to_id(EOS) if kind == "word" else None
+        self._table: np.ndarray | None = None  # char: code point -> id, built on first use
 
     @property
     def vocab_size(self) -> int:
@@ -93,14 +100,40 @@ class Tokenizer:
                 ids.append(self.eos_id)
         return ids
 
-    def encode_corpus(self, text: str, chunk_chars: int = 1 << 16) -> np.ndarray:
-        """Encode a whole corpus in parallel chunks split at line breaks (never inside a token)."""
-        pieces = _split_at_newlines(text, chunk_chars)
-        if self.kind == "word":
+    def encode_corpus(self, text: str, chunk_chars: int = PIECE_CHARS) -> np.ndarray:
+        """Encode a whole corpus in parallel pieces split at line breaks (never inside a token)."""
+        return self.encode_pieces(split_at_newlines(text, chunk_chars))
+
+    def encode_pieces(self, pieces: Sequence[str]) -> np.ndarray:
+        """The ids of the pieces' concatenation, each piece encoded on its own (cut them at line breaks): BPE and
+        word in one batch (the library encodes it on every core, without Python's lock), char by table lookup."""
+        if self.kind == "char":
+            ids = [self._char_ids(piece) for piece in pieces]
+        elif self.kind == "word":
             ids = [np.asarray(self.encode(piece), dtype=np.int64) for piece in pieces]
         else:
-            ids = [np.asarray(enc.ids, dtype=np.int64) for enc in self.hf.encode_batch(pieces)]
+            ids = [np.asarray(enc.ids, dtype=np.int64) for enc in self.hf.encode_batch_fast(list(pieces))]
         return np.concatenate(ids) if ids else np.zeros(0, dtype=np.int64)
+
+    def _char_ids(self, text: str) -> np.ndarray:
+        """What the library gives a char tokenizer (one token per code point; `<unk>` for a code point outside the
+        vocabulary, and for the text "<unk>", which it matches as a special token), by table lookup."""
+        if UNK in text:
+            parts = [self._char_ids(part) for part in text.split(UNK)]
+            unk = np.array([self.unk_id], dtype=np.int64)
+            return np.concatenate([piece for part in parts for piece in (part, unk)][:-1])
+        table = self._char_table()
+        codes = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+        return table[np.minimum(codes, len(table) - 1)]  # past the table: its last entry, <unk>
+
+    def _char_table(self) -> np.ndarray:
+        if self._table is None:
+            vocab = {token: i for token, i in self.hf.get_vocab().items() if len(token) == 1}
+            table = np.full(max(map(ord, vocab), default=0) + 2, self.unk_id, dtype=np.int64)
+            for token, i in vocab.items():
+                table[ord(token)] = i
+            self._table = table
+        return self._table
 
     def decode(self, ids: Sequence[int]) -> str:
         ids = [int(i) for i in ids]
@@ -200,7 +233,8 @@ def basic_english_normalizer() -> normalizers.Normalizer:
     return normalizers.Sequence(steps)
 
 
-def _split_at_newlines(text: str, chunk_chars: int) -> list[str]:
+def split_at_newlines(text: str, chunk_chars: int = PIECE_CHARS) -> list[str]:
+    """`text` in pieces of about `chunk_chars`, each ending at a line break where one is within reach."""
     pieces, start = [], 0
     while start < len(text):
         end = min(start + chunk_chars, len(text))
@@ -214,7 +248,7 @@ def _split_at_newlines(text: str, chunk_chars: int) -> list[str]:
 
 def _as_iterator(texts: str | Iterable[str]) -> Iterable[str]:
     if isinstance(texts, str):
-        return _split_at_newlines(texts, 1 << 16)
+        return split_at_newlines(texts)
     return texts
 
 

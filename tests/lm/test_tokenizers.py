@@ -142,3 +142,15 @@ def test_stream_decoder_steps_add_up_to_the_decoded_text(corpus, kind, size):
         assert "".join(pieces) == tokenizer.decode(ids)
         if kind == "bpe" and "🙂" in text:
             assert "" in pieces  # a character split over byte tokens waits for its last byte
+
+
+@pytest.mark.parametrize("kind, size", [("char", None), ("bpe", 300), ("word", None)])
+@settings(max_examples=60, deadline=None)
+@given(text=st.text(st.characters(blacklist_categories=("Cs",)), max_size=200)
+       | st.lists(st.sampled_from(["<unk>", "<unk", "the ", "\r\n", "\n", "é", "🙂", "\x00", "Z"]),
+                  max_size=30).map("".join))
+def test_encode_corpus_gives_the_librarys_ids_for_any_text(corpus, kind, size, text):
+    """The char table lookup (and the batch paths) give exactly what the library's own encode gives: unseen code
+    points and the literal text "<unk>" become <unk>."""
+    tok = train_tokenizer(kind, corpus + "é🙂", vocab_size=size)
+    assert tok.encode_corpus(text).tolist() == tok.encode(text)
