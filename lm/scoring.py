@@ -86,15 +86,17 @@ def score_streams(model, ids: np.ndarray, consume: Consume, device, streams: int
     length = (len(ids) - 1) // streams
     if length < 1:
         return
-    inputs = torch.from_numpy(np.asarray(ids[: streams * length], dtype=np.int64).reshape(streams, length))
-    targets = torch.from_numpy(np.asarray(ids[1: streams * length + 1], dtype=np.int64).reshape(streams, length))
+    # views of the (memory-mapped) ids; each chunk is copied out as it is read, so a long text is never in memory
+    inputs = ids[: streams * length].reshape(streams, length)
+    targets = ids[1: streams * length + 1].reshape(streams, length)
     autocast = autocast or contextlib.nullcontext
     state = None
     for n, start in enumerate(range(0, length, chunk)):
         if max_chunks is not None and n >= max_chunks:
             break
-        x = inputs[:, start: start + chunk].to(device)
+        x = torch.from_numpy(np.asarray(inputs[:, start: start + chunk], dtype=np.int64)).to(device)
         with autocast():
             out = model(x, state)
         state = out.state
-        consume(out.logits, targets[:, start: start + chunk].to(device))
+        y = torch.from_numpy(np.asarray(targets[:, start: start + chunk], dtype=np.int64))
+        consume(out.logits, y.to(device))

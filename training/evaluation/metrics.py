@@ -26,12 +26,25 @@ def bits_per_char(loss: float, tokens: int, characters: int) -> float:
     return loss * tokens / (characters * LN2)
 
 
+_COUNT_CHUNK = 1 << 24  # ids counted at a time: a corpus's ids stay on disk (memory-mapped), a chunk in memory
+
+
+def token_counts(ids: np.ndarray, vocab_size: int) -> np.ndarray:
+    """How often each id occurs in `ids` (a memmap is read a chunk at a time)."""
+    counts = np.zeros(vocab_size, dtype=np.int64)
+    for start in range(0, len(ids), _COUNT_CHUNK):
+        counts += np.bincount(np.asarray(ids[start: start + _COUNT_CHUNK], dtype=np.int64), minlength=vocab_size)
+    return counts
+
+
 def unigram_loss(train_ids: np.ndarray, valid_ids: np.ndarray, vocab_size: int) -> float:
     """Cross-entropy (nats/token) on `valid_ids` of the add-one-smoothed unigram distribution of `train_ids`:
     the loss a model that ignores context entirely would reach; any trained model should beat it."""
-    counts = np.bincount(np.asarray(train_ids, dtype=np.int64), minlength=vocab_size).astype(np.float64) + 1.0
+    counts = token_counts(train_ids, vocab_size).astype(np.float64) + 1.0
     log_probs = np.log(counts / counts.sum())
-    return float(-log_probs[np.asarray(valid_ids, dtype=np.int64)].mean())
+    if not len(valid_ids):
+        return float("nan")
+    return float(-(token_counts(valid_ids, vocab_size) * log_probs).sum() / len(valid_ids))
 
 
 class TokenStats:
