@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from training.data.cleaners import CLEANERS, get_cleaner
 
@@ -108,3 +110,40 @@ def test_gutenberg_drops_the_producers_credit_and_the_older_end_line():
            "EMMA\r\n\r\nBy Jane Austen\r\n\r\nEnd of the Project Gutenberg EBook of Emma, by Jane Austen\r\n"
            "*** END OF THIS PROJECT GUTENBERG EBOOK EMMA ***\r\n")
     assert get_cleaner("gutenberg")(raw) == "EMMA\n\nBy Jane Austen\n"
+
+
+_LINES = ["ROMEO:", "  But soft!  ", " = = Heading = = ", "It was n't bad ( really ) .[ 3 ]", "12",
+          "00:00:01,000 --> 00:00:03,500", "<i>Hello</i>", "Subtitles by X", "[aside] Mrs. Smith: Hi.",
+          "*** START OF THE PROJECT GUTENBERG EBOOK X ***", "Produced by Y", "*** END OF THE PROJECT GUTENBERG EBOOK X ***",
+          "\ufeffbom\x07", "tab\there\r", "", "   ", "naïve 🙂"]
+
+
+@pytest.mark.parametrize("name", sorted(CLEANERS))
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_cleaning_in_chunks_gives_the_text_cleaned_whole(name, data):
+    """A corpus larger than memory is cleaned chunk by chunk (cut after blank lines) with the tidying carried
+    across: the same text, character for character, as cleaning it whole."""
+    lines = data.draw(st.lists(st.sampled_from(_LINES), max_size=150))
+    # a blank line every few lines, so that every chunk of 150 characters has one to end after
+    blocks = ["\n".join(lines[i: i + 3]) + "\n" for i in range(0, len(lines), 3)]
+    text = "\n".join(blocks) + data.draw(st.sampled_from(["", "\n", "tail  ", "\r\n"]))
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(text)), max_size=12)))
+    pieces = [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)])]
+    cleaner = get_cleaner(name)
+    assert "".join(cleaner.stream(pieces, chunk_chars=data.draw(st.integers(150, 600)))) == cleaner(text)
+
+
+def test_gutenberg_cleans_each_file_of_a_directory_whole():
+    book = ("header\n*** START OF THE PROJECT GUTENBERG EBOOK {0} ***\nProduced by Y\n\nText of {0}.\n"
+            "*** END OF THE PROJECT GUTENBERG EBOOK {0} ***\nlicence\n")
+    documents = [[book.format("A")[:30], book.format("A")[30:]], [book.format("B")]]
+    assert "".join(get_cleaner("gutenberg").documents(documents)) == "Text of A.\n\nText of B.\n"
+    assert "".join(get_cleaner("default").documents([["a\n"], ["b"]])) == "a\n\nb"  # joined, then cleaned
+
+
+def test_a_wikipedia_heading_at_the_end_of_a_chunk_keeps_the_blank_line_after_it():
+    text = "prev .\n = = Heading = = \n\nnext .\n"
+    cleaner = get_cleaner("wikipedia")
+    assert cleaner(text) == "prev.\n\nnext.\n"
+    assert "".join(cleaner.stream([text], chunk_chars=len(text) - 4)) == "prev.\n\nnext.\n"  # cut after the heading

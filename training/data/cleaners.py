@@ -1,23 +1,82 @@
-"""Text cleaners: one function per kind of corpus, chosen by name (`data.cleaner`, `--cleaner`).
+"""Text cleaners: one per kind of corpus, chosen by name (`data.cleaner`, `--cleaner`).
 
 Each takes the raw text and returns the cleaned text. `default` only normalises line endings and drops byte-order
 marks and control characters, so a clean corpus such as TinyShakespeare passes through unchanged; `none` is the
 identity (WikiText word-level recipes train on the tokens exactly as published). The others start with `default`
 and remove what their docstrings list.
+
+A corpus larger than memory is cleaned as a stream (`Cleaner.stream`): cut into chunks at safe boundaries (after
+a blank line where there is one, else after a line break: every cleaner's rules read one line, or a cue of lines
+between blank lines), each chunk cleaned on its own, and the final tidying (trailing spaces off, runs of blank lines
+down to one, one final newline) carried across chunks, so the result is the same as cleaning the whole text at once.
+`gutenberg` alone needs a whole document (its START and END markers may be anywhere): it cleans each file whole.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
-from typing import Callable
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
-Cleaner = Callable[[str], str]
+STREAM_CHUNK_CHARS = 1 << 20  # characters cleaned at a time (about; chunks end at safe boundaries)
+
+
+@dataclass(frozen=True)
+class Cleaner:
+    """`lines` cleans a run of whole lines; `tidy` then takes trailing spaces off, runs of blank lines down to one
+    and ends the text with one newline; `whole_document`: `lines` must see a document whole."""
+
+    name: str
+    lines: Callable[[str], str]
+    tidy: bool = False
+    whole_document: bool = False
+
+    def __call__(self, text: str) -> str:
+        return "".join(self.stream([text]))
+
+    def stream(self, chunks: Iterable[str], chunk_chars: int = STREAM_CHUNK_CHARS) -> Iterator[str]:
+        """The cleaned text of the concatenated `chunks`, in pieces: the same text as cleaning it whole."""
+        if self.whole_document:
+            pieces: Iterable[str] = [self.lines("".join(chunks))]
+        else:
+            pieces = (self.lines(chunk) for chunk in safe_chunks(chunks, chunk_chars))
+        if not self.tidy:
+            yield from pieces
+            return
+        tidy = _Tidy()
+        for piece in pieces:
+            yield tidy.feed(piece)
+        yield tidy.finish()
+
+    def documents(self, documents: Iterable[Iterable[str]], chunk_chars: int = STREAM_CHUNK_CHARS) -> Iterator[str]:
+        """The cleaned text of several documents (the files of a directory), each given as chunks: joined by line
+        breaks, then cleaned as one text, or (`whole_document`) each cleaned whole, then joined."""
+        if self.whole_document:
+            for i, document in enumerate(documents):
+                if i:
+                    yield "\n"
+                yield from self.stream(document, chunk_chars)
+        else:
+            yield from self.stream(_joined(documents), chunk_chars)
+
+
+def _joined(documents: Iterable[Iterable[str]]) -> Iterator[str]:
+    for i, document in enumerate(documents):
+        if i:
+            yield "\n"
+        yield from document
+
+
 CLEANERS: dict[str, Cleaner] = {}
 
 
-def register_cleaner(name: str) -> Callable[[Cleaner], Cleaner]:
-    def decorate(fn: Cleaner) -> Cleaner:
-        CLEANERS[name] = fn
+def register_cleaner(name: str, tidy: bool = False, whole_document: bool = False) -> Callable:
+    """Register a function as the `lines` of the cleaner `name` (the function itself stays as it is)."""
+
+    def decorate(fn: Callable[[str], str]) -> Callable[[str], str]:
+        CLEANERS[name] = Cleaner(name, fn, tidy, whole_document)
         return fn
 
     return decorate
@@ -27,6 +86,65 @@ def get_cleaner(name: str) -> Cleaner:
     if name not in CLEANERS:
         raise ValueError(f"unknown cleaner {name!r}; choose one of {', '.join(CLEANERS)}")
     return CLEANERS[name]
+
+
+def cleaners_version() -> str:
+    """A digest of this module's code: cached results of a cleaner are keyed by it, so a changed rule never reuses
+    text cleaned by the old one."""
+    return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
+
+
+def safe_chunks(chunks: Iterable[str], size: int = STREAM_CHUNK_CHARS) -> Iterator[str]:
+    """The text of `chunks` again, in chunks of at most `size` characters that end after a blank line (where there is
+    one), else after a line break, else (a line longer than `size`) anywhere but between a carriage return and its
+    line feed."""
+    buffer = ""
+    for chunk in chunks:
+        buffer += chunk
+        while len(buffer) > size:
+            cut = buffer.rfind("\n\n", 0, size) + 2
+            if cut < 2:
+                cut = buffer.rfind("\n", 0, size) + 1
+            if cut < 1:
+                cut = size - 1 if buffer[size - 1] == "\r" else size
+            yield buffer[:cut]
+            buffer = buffer[cut:]
+    if buffer:
+        yield buffer
+
+
+_TRAILING_SPACE = re.compile(r"[^\S\n]+$", re.MULTILINE)  # what str.rstrip() takes off each line
+
+
+class _Tidy:
+    """Trailing spaces off each line, runs of blank lines down to one, no blank lines at the start or end and one
+    final newline: for text that arrives in pieces (a line may be split between two)."""
+
+    def __init__(self) -> None:
+        self.carry = ""  # the start of a line whose end has not arrived
+        self.newlines = 0  # line breaks seen since the last text written, not yet written
+        self.started = False
+
+    def feed(self, text: str) -> str:
+        text = self.carry + text
+        cut = text.rfind("\n") + 1
+        self.carry = text[cut:]
+        return self._lines(_TRAILING_SPACE.sub("", text[:cut]))
+
+    def finish(self) -> str:
+        out = self._lines(_TRAILING_SPACE.sub("", self.carry))
+        self.carry = ""
+        return out + "\n" if self.started else out
+
+    def _lines(self, text: str) -> str:
+        body = text.lstrip("\n")
+        self.newlines += len(text) - len(body)
+        if not body:
+            return ""
+        stripped = body.rstrip("\n")
+        lead = "\n" * min(self.newlines, 2) if self.started else ""
+        self.started, self.newlines = True, len(body) - len(stripped)
+        return lead + _MANY_BLANK_LINES.sub("\n\n", stripped)
 
 
 # Control characters (C0 and C1) other than tab and newline: form feeds, NULs, stray escape codes in scraped text.
@@ -49,15 +167,8 @@ def clean_default(text: str) -> str:
     return _CONTROL.sub("", text)
 
 
-def _tidy(text: str) -> str:
-    """Trailing spaces off, runs of blank lines down to one, one final newline."""
-    lines = [line.rstrip() for line in text.split("\n")]
-    text = _MANY_BLANK_LINES.sub("\n\n", "\n".join(lines)).strip("\n")
-    return text + "\n" if text else ""
-
-
 # WikiText: " = = Section = = " headings, " @-@ " style escapes, spaces around punctuation.
-_WIKI_HEADING = re.compile(r"^\s*(=\s*)+[^=\n]*?(\s*=)+\s*$", re.MULTILINE)
+_WIKI_HEADING = re.compile(r"^[^\S\n]*(=[^\S\n]*)+[^=\n]*?([^\S\n]*=)+[^\S\n]*$", re.MULTILINE)  # one line
 _WIKI_ESCAPE = re.compile(r" @([-.,])@ ")
 _CITATION = re.compile(
     r"\[\s*(?:\d+(?:\s*[,\u2013-]\s*\d+)*|citation needed|clarification needed|note \d+|[a-z])\s*\]"
@@ -68,7 +179,7 @@ _CONTRACTION = re.compile(r" +(n't|'s|'re|'ve|'ll|'d|'m)\b")
 _MANY_SPACES = re.compile(r"[ \t]{2,}")
 
 
-@register_cleaner("wikipedia")
+@register_cleaner("wikipedia", tidy=True)
 def clean_wikipedia(text: str) -> str:
     """Wikipedia / WikiText: drop `= = Heading = =` lines and citation marks like [12], fix tokenised spacing."""
     text = clean_default(text)
@@ -79,7 +190,7 @@ def clean_wikipedia(text: str) -> str:
     text = _SPACE_BEFORE_PUNCT.sub(r"\1", text)
     text = _SPACE_AFTER_OPEN.sub(r"\1", text)
     text = _MANY_SPACES.sub(" ", text)
-    return _tidy("\n".join(line.strip() for line in text.split("\n")))
+    return "\n".join(line.strip() for line in text.split("\n"))
 
 
 _SRT_INDEX = re.compile(r"^\s*\d+\s*$")
@@ -104,7 +215,7 @@ def _is_subtitle_credit(line: str) -> bool:
     return bool(_CREDIT.match(line) or _SUBTITLE_ADVERT.search(line) or _ONLY_AN_ADDRESS.match(line))
 
 
-@register_cleaner("subtitles")
+@register_cleaner("subtitles", tidy=True)
 def clean_subtitles(text: str) -> str:
     """SRT subtitles: drop cue numbers (a number alone on the line before a timing line), timing lines, formatting
     tags, and credit lines: a line that starts with a subtitling credit ("Subtitles by ...", "Synced and corrected
@@ -121,7 +232,7 @@ def clean_subtitles(text: str) -> str:
         line = _MARKUP.sub("", line).strip()
         if not _is_subtitle_credit(line):
             kept.append(line)
-    return _tidy("\n".join(kept))
+    return "\n".join(kept)
 
 
 _STAGE_DIRECTION = re.compile(r"\[[^\]\n]*\]")
@@ -129,7 +240,7 @@ _STAGE_DIRECTION = re.compile(r"\[[^\]\n]*\]")
 _SPEAKER = re.compile(r"^\s*(?:[A-Z][\w.'-]*)(?: [A-Z][\w.'-]*){0,3}\s*:(?:\s+|$)")
 
 
-@register_cleaner("dialogue")
+@register_cleaner("dialogue", tidy=True)
 def clean_dialogue(text: str) -> str:
     """Scripts and transcripts: drop [stage directions] and the speaker labels that start lines."""
     kept = []
@@ -138,7 +249,7 @@ def clean_dialogue(text: str) -> str:
         if line.strip() and not stripped.strip():  # a label or a direction alone on its line goes away entirely
             continue
         kept.append(_MANY_SPACES.sub(" ", stripped).strip())
-    return _tidy("\n".join(kept))
+    return "\n".join(kept)
 
 
 _GUTENBERG_START = re.compile(r"^\*{3}\s*START OF (?:THE|THIS) PROJECT GUTENBERG.*$", re.MULTILINE | re.IGNORECASE)
@@ -153,7 +264,7 @@ _GUTENBERG_PRODUCED_BY = re.compile(r"\A\s*(?:Produced|Prepared|Transcribed|E-?t
                                     re.IGNORECASE | re.DOTALL)
 
 
-@register_cleaner("gutenberg")
+@register_cleaner("gutenberg", tidy=True, whole_document=True)
 def clean_gutenberg(text: str) -> str:
     """Project Gutenberg e-books: keep only the text between the START and END markers (no header, no licence),
     without the "Produced by ..." credit paragraph that often opens it."""
@@ -164,4 +275,4 @@ def clean_gutenberg(text: str) -> str:
     end = _GUTENBERG_END.search(text)
     if end:
         text = text[: end.start()]
-    return _tidy(text)
+    return text
