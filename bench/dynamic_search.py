@@ -24,7 +24,7 @@ import torch  # noqa: E402
 
 from lm.checkpoint import load_model_dir  # noqa: E402
 from training.evaluation.dynamic_eval import RULES, DynamicOptions, dynamic_figures  # noqa: E402
-from training.evaluation.evaluate import evaluation_text  # noqa: E402
+from training.evaluation.evaluate import evaluation_part  # noqa: E402
 from training.evaluation.metrics import LN2  # noqa: E402
 
 
@@ -42,7 +42,8 @@ def main() -> int:
     torch.set_num_threads(args.threads)
 
     loaded = load_model_dir(args.model_dir)
-    train_text = evaluation_text(loaded.config, args.data, "train", None)[0]
+    train_part = evaluation_part(loaded.config, args.data, "train")[0]
+    train_text = train_part.read()
     text = train_text[-args.chars:]
     ids = loaded.tokenizer.encode_corpus(text)
     print(f"{args.model_dir}: last {len(text):,} characters of the training split ({len(ids):,} tokens), "

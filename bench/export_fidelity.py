@@ -35,7 +35,8 @@ def main() -> int:
     import torch
 
     from lm.checkpoint import load_model_dir
-    from training.evaluation.evaluate import evaluation_text
+    from training.data.token_cache import encode_part
+    from training.evaluation.evaluate import evaluation_part
     from training.export.check import our_logits, perplexity
     from training.export.gguf import write_gguf
     from training.export.onnx import OnnxModel, write_onnx
@@ -45,8 +46,9 @@ def main() -> int:
     if loaded.model_type != "gpt":
         print("bench/export_fidelity.py: GPT models only (llama.cpp has no LSTM)", file=sys.stderr)
         return 1
-    text, description = evaluation_text(loaded.config, args.data, args.split, None)
-    ids = [int(i) for i in loaded.tokenizer.encode_corpus(text)][: args.max_tokens]
+    part, about = evaluation_part(loaded.config, args.data, args.split)
+    description = about["data"]
+    ids = [int(i) for i in encode_part(part, loaded.tokenizer)[: args.max_tokens]]
     context = loaded.model.context_length
     rows = []
 

@@ -85,7 +85,7 @@ def main() -> int:
         wall = time.perf_counter() - started
         saved = json.loads((output / CONFIG_FILE).read_text())
         record = saved["training"]
-        loss, tokens = validation_loss(output, corpus.valid, 1.0)
+        loss, tokens = validation_loss(output, corpus.text("valid"), 1.0)
         figures = {
             "preset": config.name,
             "budget_s": args.seconds,
@@ -95,14 +95,14 @@ def main() -> int:
             "tokens_per_second": round(record["tokens_seen"] / record["wall_time_s"]),
             "parameters": saved["parameters"],
             "val_loss": round(loss, 4),
-            "val_bits_per_char": round(bits_per_char(loss, tokens, len(corpus.valid)), 4),
-            "valid_characters": len(corpus.valid),
+            "val_bits_per_char": round(bits_per_char(loss, tokens, corpus.characters("valid")), 4),
+            "valid_characters": corpus.characters("valid"),
             "hardware": record["hardware"],
             "precision": record["precision"]["used"],
             "mfu": round(median_utilisation(output), 4),
         }
         if result.steps:  # (a family that reads one stream gives the same figure at any stride)
-            figures["val_loss_half_stride"] = round(validation_loss(output, corpus.valid, 0.5)[0], 4)
+            figures["val_loss_half_stride"] = round(validation_loss(output, corpus.text("valid"), 0.5)[0], 4)
     command = "python bench/train_budget.py " + shlex.join(sys.argv[1:])
     print(f"{figures['preset']}: {figures['steps']} steps in {figures['train_elapsed_s']} s "
           f"({figures['tokens_per_second']:,} training tokens/s, {figures['parameters']:,} parameters, "

@@ -29,7 +29,8 @@ FORMAT_VERSION = 1
 CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_FILE = "config.json", "model.safetensors", "tokenizer.json"
 # What the trainer, `evaluate` and `card` add beside them (save_model_dir keeps these when it replaces a directory).
 CARD_FILE = "card.md"
-EVALUATION_FILE = "evaluation.json"
+EVALUATIONS_DIR = "evaluations"  # evaluate's results, one file per data set and split: <source>-<split>.json
+EVALUATION_FILE = "evaluation.json"  # the one result file of model directories evaluated before EVALUATIONS_DIR
 BASELINES_FILE = "baselines.json"  # evaluate's cache of the baseline ladder
 METRICS_FILE = "metrics.jsonl"
 CURVE_FILE = "training_curve.png"
@@ -139,6 +140,31 @@ def read_config(path: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(config.get("model"), dict):
         raise CheckpointError(f"{file}: 'model' must be an object of hyperparameters")
     return config
+
+
+def evaluations(path: str | os.PathLike) -> list[tuple[Path, dict[str, Any]]]:
+    """Every evaluation recorded in a model directory, oldest file first: evaluations/*.json, then the older
+    evaluation.json; a file that is not a JSON object is left out."""
+    path = Path(path)
+    files = sorted((path / EVALUATIONS_DIR).glob("*.json"), key=lambda f: (f.stat().st_mtime, f.name))
+    found = []
+    for file in files + [path / EVALUATION_FILE]:
+        try:
+            result = json.loads(file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(result, dict):
+            found.append((file, result))
+    return found
+
+
+def own_evaluation(path: str | os.PathLike) -> tuple[Path, dict[str, Any]] | None:
+    """The figures of the model on its own validation text, as `evaluate` recorded them (the latest), or the older
+    evaluation.json of a directory evaluated before results were kept per data set; None if neither is there."""
+    found = evaluations(path)
+    own = [(file, result) for file, result in found if result.get("own_validation")]
+    legacy = [(file, result) for file, result in found if file.name == EVALUATION_FILE]
+    return (own or legacy or [None])[-1]
 
 
 # Inference compute dtypes by name; "auto" decides from the stored dtype and a measurement (`compute_dtype`).

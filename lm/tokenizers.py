@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -234,16 +234,26 @@ def basic_english_normalizer() -> normalizers.Normalizer:
 
 
 def split_at_newlines(text: str, chunk_chars: int = PIECE_CHARS) -> list[str]:
-    """`text` in pieces of about `chunk_chars`, each ending at a line break where one is within reach."""
+    """`text` in pieces of about `chunk_chars`, each ending at a line break where one is within reach, else after a
+    space (a line longer than a piece is cut between words, not inside one)."""
     pieces, start = [], 0
     while start < len(text):
         end = min(start + chunk_chars, len(text))
         if end < len(text):
-            newline = text.rfind("\n", start, end)
-            end = newline + 1 if newline > start else end
+            end = cut_point(text, start, end)
         pieces.append(text[start:end])
         start = end
     return pieces
+
+
+def cut_point(text: str, start: int, end: int) -> int:
+    """Where to end a piece of text[start:end] so that no word is split: after its last line break, else after its
+    last space, else at `end`."""
+    for separator in ("\n", " "):
+        found = text.rfind(separator, start, end)
+        if found > start:
+            return found + 1
+    return end
 
 
 def _as_iterator(texts: str | Iterable[str]) -> Iterable[str]:
@@ -264,9 +274,7 @@ def train_tokenizer(
     if min_freq < 1:
         raise ValueError(f"min_freq must be >= 1, got {min_freq}")
     if kind == "char":
-        hf = HFTokenizer(models.WordLevel(unk_token=UNK))
-        hf.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
-        hf.decoder = decoders.Fuse()
+        hf = _char_pipeline(models.WordLevel(unk_token=UNK))
         trainer = trainers.WordLevelTrainer(
             vocab_size=vocab_size or 1_000_000, min_frequency=min_freq, special_tokens=[UNK]
         )
@@ -293,3 +301,27 @@ def train_tokenizer(
         trainer.show_progress = False
     hf.train_from_iterator(_as_iterator(texts), trainer=trainer)
     return Tokenizer(hf, kind)
+
+
+def _char_pipeline(model: models.Model) -> HFTokenizer:
+    """A char tokenizer around its word-level `model`: one token per code point, decoded by joining."""
+    hf = HFTokenizer(model)
+    hf.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
+    hf.decoder = decoders.Fuse()
+    return hf
+
+
+def char_tokenizer(counts: Mapping[str, int], vocab_size: int | None = None, min_freq: int = 1) -> Tokenizer:
+    """The char tokenizer `train_tokenizer("char", ...)` learns from a text with these character counts, built
+    from the counts (which a corpus of any size gives in one fast pass): `<unk>` first, then the characters seen at
+    least `min_freq` times, most frequent first, ties in code point order (the library's trainer's order), up to
+    `vocab_size` tokens in all."""
+    if min_freq < 1:
+        raise ValueError(f"min_freq must be >= 1, got {min_freq}")
+    kept = sorted(((char, n) for char, n in counts.items() if n >= min_freq), key=lambda item: (-item[1], item[0]))
+    vocab = {UNK: 0}
+    for char, _ in kept[: (vocab_size or 1_000_000) - 1]:
+        vocab[char] = len(vocab)
+    hf = _char_pipeline(models.WordLevel(vocab=vocab, unk_token=UNK))
+    hf.add_special_tokens([UNK])
+    return Tokenizer(hf, "char")

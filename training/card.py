@@ -1,8 +1,9 @@
 """A model card (`card.md`) written from what a model directory records about itself.
 
 Everything in the card is read, not typed: the architecture and training metadata from `config.json`, the quality
-figures from `evaluation.json` (written by `python -m training evaluate`), and samples generated on the spot with
-the settings printed beside them. The web app's model page shows the card.
+figures of the model on its own validation text (`evaluations/`, written by `python -m training evaluate`; the older
+`evaluation.json` of directories evaluated before), a line for each other text it was evaluated on, and samples
+generated on the spot with the settings printed beside them. The web app's model page shows the card.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from lm.atomic import atomic_write_text
-from lm.checkpoint import CARD_FILE, CURVE_FILE, EVALUATION_FILE, METRICS_FILE, WEIGHTS_FILE, read_config
+from lm.checkpoint import CARD_FILE, CURVE_FILE, METRICS_FILE, WEIGHTS_FILE, evaluations, own_evaluation, read_config
 from lm.models import MODEL_TYPES
 from training.data.corpora import KNOWN_CORPORA
 
@@ -92,7 +93,7 @@ def _dynamic_lines(dynamic: dict[str, Any] | None) -> list[str]:
 
 
 def _ladder_lines(ladder: dict[str, Any] | None) -> list[str]:
-    """The model among the baselines, best first (training/evaluation/ladder.py wrote it into evaluation.json)."""
+    """The model among the baselines, best first (training/evaluation/ladder.py wrote it into the evaluation)."""
     if not ladder:
         return []
     lines = ["### On the baseline ladder", "", ladder["summary"], "", "| | bits/char | nats/char | how |",
@@ -105,12 +106,24 @@ def _ladder_lines(ladder: dict[str, Any] | None) -> list[str]:
     return lines + [""] + notes + list(ladder.get("notes", [])) + [""]
 
 
+def _other_evaluations(model_dir: Path, own_file: Path) -> list[str]:
+    """A line for each other text the model was evaluated on (its own figures stay the ones above)."""
+    lines = []
+    for file, result in evaluations(model_dir):
+        figures = (result.get("splits") or {}).get("valid") or result
+        if file == own_file or "bits_per_char" not in figures:
+            continue
+        lines.append(f"- {result.get('data', file.stem)}: {figures['bits_per_char']:.4f} bits/char "
+                     f"(`{file.relative_to(model_dir).as_posix()}`)")
+    return ["Also evaluated on:", "", *lines, ""] if lines else []
+
+
 def render_card(model_dir: str | Path) -> str:
     model_dir = Path(model_dir)
     config = read_config(model_dir)
     training = config.get("training") or {}
-    evaluation_file = model_dir / EVALUATION_FILE
-    evaluation = json.loads(evaluation_file.read_text()) if evaluation_file.is_file() else None
+    own = own_evaluation(model_dir)
+    evaluation = own[1] if own else None
     tokenizer = config["tokenizer"]
     data = training.get("data") or {}
     chars_per_token = (data.get("valid_characters") or 1) / (data.get("valid_tokens") or 1)
@@ -159,6 +172,7 @@ def render_card(model_dir: str | Path) -> str:
             "",
         ]
         lines += _dynamic_lines(evaluation.get("dynamic")) + _ladder_lines(evaluation.get("ladder"))
+        lines += _other_evaluations(model_dir, own[0])
     else:
         metrics = config.get("metrics") or {}
         lines += [f"Validation during training: {json.dumps(metrics)}. Run `python -m training evaluate` for the "

@@ -19,6 +19,7 @@ from lm import checks
 from lm.checks import OptionError
 from lm.options import MAX_NEW_TOKENS, SEED, TEMPERATURE, TOP_K, TOP_P, Option
 from lm.tokenizers import TOKENIZER_KINDS
+from training.config import DataConfig
 
 EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 
@@ -59,6 +60,16 @@ def _add_option(parser: argparse.ArgumentParser, option: Option, default: Any = 
                         help=option.description + shown)
 
 
+def _add_file_choice(parser: argparse.ArgumentParser, default_help: str) -> None:
+    """--include / --exclude: which files of a directory source are read."""
+    parser.add_argument("--include", action="append", metavar="PATTERN",
+                        help=f'read the files of a directory that match, e.g. --include "*.py" --include "*.md" '
+                             f"(repeatable; matched against the path below the directory and the file name; "
+                             f"{default_help})")
+    parser.add_argument("--exclude", action="append", metavar="PATTERN",
+                        help='leave out the files that match, e.g. --exclude "tests/*" (repeatable)')
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m training", description="Train, evaluate and compare small language models.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -68,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
                             description="Train a model; --output becomes a model directory with the best weights.")
     p.add_argument("--config", required=True, help="YAML preset, e.g. configs/shakespeare-gpt.yaml")
     p.add_argument("--data", help="data source replacing data.source: a file, a directory, or a corpus name")
+    _add_file_choice(p, "replaces data.include; default *.txt")
     p.add_argument("--output", help="model directory to write (default: runs/<preset name>)")
     p.add_argument("--max-steps", type=_positive_int, help="replaces training.max_steps")
     p.add_argument("--max-time", type=duration_argument, metavar="DURATION",
@@ -80,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=_positive_int,
                    help="CPU threads for torch, replaces training.threads (default: one per core; 1 copes best "
                         "with a busy machine)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", action="store_true", help="no progress bar, no lines about the data read")
     p.set_defaults(handler=cmd_train)
 
     p = commands.add_parser("evaluate", help="loss, perplexity, bits/char, calibration and diversity of a model",
@@ -91,7 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="evaluate only this part (cut as in the model's training), or all three in one table; "
                         "default: the whole text")
     p.add_argument("--cleaner", help="cleaner for the text (default: the one the model was trained with)")
-    p.add_argument("--output", help="JSON results file (default: MODEL_DIR/evaluation.json)")
+    _add_file_choice(p, "default: the patterns the model was trained with")
+    p.add_argument("--output", help="JSON results file (default: MODEL_DIR/evaluations/<data>-<split>.json, one "
+                                    "file per data set and split)")
     p.add_argument("--plots", metavar="DIR", help="also write loss, confidence and calibration plots here")
     p.add_argument("--samples", type=_positive_int, default=4, help="continuations sampled for diversity figures")
     p.add_argument("--device", default="cpu")
@@ -122,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
                             description="Write train.txt / valid.txt / test.txt for a corpus.")
     p.add_argument("--source", required=True, help="tinyshakespeare, wikitext2, wikitext103, or a PATH")
     p.add_argument("--cleaner", help="default, wikipedia, subtitles, dialogue, gutenberg, none")
+    _add_file_choice(p, "default *.txt")
     p.add_argument("--split", help="train,valid[,test] fractions, e.g. 0.9,0.1 (default: 90/10 for "
                                    "tinyshakespeare, 70/15/15 otherwise; WikiText keeps its own files)")
     p.add_argument("--out", required=True, help="directory to write")
@@ -134,6 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vocab-size", type=_positive_int)
     p.add_argument("--min-freq", type=_positive_int, default=1)
     p.add_argument("--cleaner", default="default")
+    _add_file_choice(p, "default *.txt")
+    p.add_argument("--sample", type=_positive_int, default=DataConfig.tokenizer_sample, metavar="CHARACTERS",
+                   help="characters learned from, spread evenly across the text (default %(default)s)")
     p.add_argument("--output", required=True, help="tokenizer.json to write")
     p.set_defaults(handler=cmd_train_tokenizer)
 
@@ -175,6 +193,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from training.trainer import RunOptions, train
 
     overrides = list(args.set) + ([f"training.threads={args.threads}"] if args.threads else [])
+    overrides += [f"data.{key}={json.dumps(patterns)}" for key, patterns in
+                  (("include", args.include), ("exclude", args.exclude)) if patterns]
     config = load_config(args.config, overrides)
     output = Path(args.output) if args.output else Path("runs") / (config.name or Path(args.config).stem)
     command = "python -m training " + shlex.join(args.argv)
@@ -196,9 +216,8 @@ def _is_main_process() -> bool:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from lm.checkpoint import EVALUATION_FILE
     from training.evaluation.dynamic_eval import DynamicOptions
-    from training.evaluation.evaluate import evaluate_model, evaluate_splits, format_table, write_json
+    from training.evaluation.evaluate import evaluate_model, evaluate_splits, format_table, result_file, write_json
 
     try:
         dynamic = DynamicOptions(lr=args.dynamic_lr, decay=args.dynamic_decay, segment=args.dynamic_segment,
@@ -209,13 +228,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         if dynamic:
             raise UsageError("evaluate: --dynamic reads one text: give --split valid, test or train, or none")
         result = evaluate_splits(args.model_dir, args.data, cleaner=args.cleaner, device=args.device,
-                                 samples=args.samples, plots_dir=args.plots, quantize=args.quantize)
+                                 samples=args.samples, plots_dir=args.plots, include=args.include,
+                                 exclude=args.exclude, quantize=args.quantize)
     else:
         result = evaluate_model(args.model_dir, args.data, split=args.split, cleaner=args.cleaner,
                                 device=args.device, samples=args.samples, plots_dir=args.plots,
-                                baselines=args.baselines, dynamic=dynamic, quantize=args.quantize)
+                                baselines=args.baselines, dynamic=dynamic, include=args.include,
+                                exclude=args.exclude, quantize=args.quantize)
     result["command"] = "python -m training " + shlex.join(args.argv)
-    output = args.output or str(Path(args.model_dir) / EVALUATION_FILE)
+    output = args.output or str(result_file(args.model_dir, result))
     write_json(result, output)
     print(format_table(result))
     print(f"written to {output}")
@@ -274,18 +295,23 @@ def cmd_prepare_data(args: argparse.Namespace) -> int:
             raise UsageError(f"--split: expected fractions like 0.9,0.1, got {args.split!r}") from None
         if len(split) not in (2, 3) or sum(split) > 1 + 1e-9 or min(split) < 0 or split[0] <= 0 or split[1] <= 0:
             raise UsageError(f"--split: expected 2 or 3 fractions > 0 adding up to at most 1, got {args.split!r}")
-    summary = prepare_data(args.source, args.out, cleaner=args.cleaner, split=split)
+    summary = prepare_data(args.source, args.out, cleaner=args.cleaner, split=split, include=args.include,
+                           exclude=args.exclude)
+    print(f"read {summary['read']}", file=sys.stderr)
     for name, info in summary["files"].items():
         print(f"{Path(args.out) / name}: {info['characters']:,} characters, {info['lines']:,} lines")
     return 0
 
 
 def cmd_train_tokenizer(args: argparse.Namespace) -> int:
-    from lm.tokenizers import train_tokenizer
-    from training.data.corpus import load_text
+    from training.data.corpus import load_whole
+    from training.data.tokenizer_training import learn_tokenizer
 
-    text = load_text(args.data, args.cleaner)
-    tokenizer = train_tokenizer(args.kind, text, vocab_size=args.vocab_size, min_freq=args.min_freq)
+    part = load_whole(args.data, args.cleaner, args.include or (), args.exclude or ())
+    print(f"read {part.description}", file=sys.stderr)
+    settings = DataConfig(source=args.data, tokenizer=args.kind, vocab_size=args.vocab_size, min_freq=args.min_freq,
+                          tokenizer_sample=args.sample)
+    tokenizer = learn_tokenizer(part, settings, log=partial(print, file=sys.stderr))
     tokenizer.save(args.output)
     print(f"{args.output}: {args.kind} tokenizer, {tokenizer.vocab_size:,} tokens")
     return 0

@@ -40,14 +40,19 @@ class ConfigError(ValueError):
 
 @dataclass
 class DataConfig:
-    # A path (file, directory of .txt, WikiText-style directory), a known corpus name (tinyshakespeare, wikitext2,
+    # A path (file, directory, WikiText-style directory), a known corpus name (tinyshakespeare, wikitext2,
     # wikitext103), "synthetic", or "hf:NAME[:CONFIG]" for a Hugging Face dataset.
     source: str = "tinyshakespeare"
+    # A directory source's files: those matching an include pattern ("*.py"; default *.txt) and no exclude one
+    include: list[str] = field(default_factory=list)
+    exclude: list[str] = field(default_factory=list)
     cleaner: str = "default"
     split: list[float] = field(default_factory=lambda: [0.9, 0.1, 0.0])  # train, valid, test fractions
     tokenizer: Literal[TOKENIZER_KINDS] = "char"
     vocab_size: Union[int, None] = None
     min_freq: int = 1
+    # characters of the training part the tokenizer learns from, in blocks spread evenly across it
+    tokenizer_sample: int = 10_000_000
     synthetic_chars: int = 200_000  # size of the generated corpus when source is "synthetic"
 
 
@@ -277,6 +282,8 @@ def validate(config: Config) -> None:
     need(sum(d.split) <= 1.0 + 1e-9, "data.split", f"fractions add up to {sum(d.split):g} > 1")
     need(d.min_freq >= 1, "data.min_freq", "must be >= 1")
     need(d.synthetic_chars >= 1000, "data.synthetic_chars", "must be >= 1000")
+    need(d.tokenizer_sample >= 100_000, "data.tokenizer_sample", "must be >= 100000 characters")
+    need(all(d.include) and all(d.exclude), "data.include", "patterns must not be empty")
     if d.tokenizer == "bpe":
         need(d.vocab_size is not None and d.vocab_size >= 257, "data.vocab_size", "bpe needs vocab_size >= 257")
     elif d.vocab_size is not None:

@@ -35,11 +35,12 @@ from lm.batches import Batch
 from lm.checks import OptionError
 from lm.checkpoint import CURVE_FILE, RESUME_DIR, TOKENIZER_FILE, TRAIN_CONFIG_FILE, load_model_dir, save_model_dir
 from lm.models import build_model, family_of
-from lm.tokenizers import Tokenizer, train_tokenizer
+from lm.tokenizers import Tokenizer
 from training import distributed, resume
 from training.config import Config
 from training.data.corpus import Corpus, load_corpus
-from training.data.token_cache import encode_cached
+from training.data.token_cache import encode_part
+from training.data.tokenizer_training import learn_tokenizer
 from training.evaluation import plots
 from training.evaluation.metrics import TokenStats, bits_per_char, perplexity, unigram_loss
 from training.hardware import PrecisionChoice, autocast_factory, describe, peak_flops, pick_device, resolve_precision
@@ -123,10 +124,10 @@ class Trainer:
         except OptionError as error:
             raise TrainingError(f"training.{error.option} {error.problem}") from None
         self.model.to(self.device)
-        self.train_ids, self.valid_ids = self._encode(self.corpus.train), self._encode(self.corpus.valid)
+        self.train_ids, self.valid_ids = self._encode("train"), self._encode("valid")
         if len(self.valid_ids) < 2:
             raise TrainingError("the validation split is empty; give it more text (data.split) or a valid file")
-        self.chars_per_token = len(self.corpus.valid) / len(self.valid_ids)
+        self.chars_per_token = self.corpus.characters("valid") / len(self.valid_ids)
         self.unigram = unigram_loss(self.train_ids, self.valid_ids, self.tokenizer.vocab_size)
 
         self.optimizer = build_optimizer(self.model, t)
@@ -151,8 +152,6 @@ class Trainer:
         if not self.dist.is_main:
             distributed.barrier(self.dist)
         corpus = load_corpus(cfg.data, opts.data, seed=cfg.training.seed)
-        if not corpus.train or not corpus.valid:
-            raise TrainingError(f"data source {corpus.source}: the train or valid split is empty")
         if opts.init_from:
             loaded = load_model_dir(opts.init_from, device="cpu")
             tokenizer, model = loaded.tokenizer, loaded.model
@@ -164,14 +163,22 @@ class Trainer:
             if opts.resume and resume.exists(self.output) and saved.is_file():
                 tokenizer = Tokenizer.from_file(saved)
             else:
-                d = cfg.data
-                tokenizer = train_tokenizer(d.tokenizer, corpus.train, vocab_size=d.vocab_size, min_freq=d.min_freq)
+                tokenizer = learn_tokenizer(corpus.part("train"), cfg.data, log=self._log)
             model = build_model(cfg.model_type, cfg.model_options(tokenizer.vocab_size))
+        corpus.check_not_empty()
+        self._log(corpus.summary())
+        if not corpus.characters("train") or not corpus.characters("valid"):
+            raise TrainingError(f"data source {corpus.source}: the train or valid split is empty")
         if self.dist.is_main:
-            self._encode(corpus.train, tokenizer)
-            self._encode(corpus.valid, tokenizer)
+            for split in ("train", "valid"):
+                encode_part(corpus.part(split), tokenizer, log=self._log)
             distributed.barrier(self.dist)
         return corpus, tokenizer, model
+
+    def _log(self, line: str) -> None:
+        """A line about the run's data on stderr (rank 0, unless --quiet), beside the progress bar."""
+        if self.dist.is_main and self.opts.progress:
+            tqdm.write(line, file=sys.stderr)
 
     def _config_as_run(self) -> str:
         """The config as it ran: the precision `auto` resolved to and the thread count, with a note of why."""
@@ -190,8 +197,8 @@ class Trainer:
             print(choice.warning, file=sys.stderr)
         return choice, peak_flops(self.device, choice.precision)
 
-    def _encode(self, text: str, tokenizer: Tokenizer | None = None) -> np.ndarray:
-        return encode_cached(text, tokenizer or self.tokenizer)
+    def _encode(self, split: str) -> np.ndarray:
+        return encode_part(self.corpus.part(split), self.tokenizer)
 
     def _wrapped(self, model: torch.nn.Module) -> torch.nn.Module:
         """The module the training steps call: DDP under torchrun, compiled when asked."""
@@ -444,10 +451,11 @@ class Trainer:
                 "init_from": self.opts.init_from,
                 "data": {
                     "source": corpus.source,
+                    "content_hash": corpus.content_hash,
                     "split": corpus.split,
                     "cleaner": cfg.data.cleaner,
-                    "train_characters": len(corpus.train),
-                    "valid_characters": len(corpus.valid),
+                    "train_characters": corpus.characters("train"),
+                    "valid_characters": corpus.characters("valid"),
                     "train_tokens": int(len(self.train_ids)),
                     "valid_tokens": int(len(self.valid_ids)),
                 },

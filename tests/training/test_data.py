@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import urllib.error
 
 import numpy as np
@@ -10,9 +11,13 @@ import pytest
 from lm.tokenizers import train_tokenizer
 from training.cli import main
 from training.config import DataConfig
+from tests.training.conftest import ROOT
 from training.data import corpora
-from training.data.corpus import DataError, load_corpus, load_text, split_text
-from training.data.token_cache import encode_cached
+from training.data import corpus as corpus_module
+from training.data.cleaners import get_cleaner
+from training.data.corpus import DataError, load_corpus, load_whole, split_text
+from training.data.sources import memory_source
+from training.data.token_cache import encode_part
 
 
 def test_nanogpt_split_sizes():
@@ -32,7 +37,7 @@ def test_text_file_source(tmp_path):
     path = tmp_path / "book.txt"
     path.write_text("line\n" * 200)
     corpus = load_corpus(DataConfig(source=str(path), split=[0.5, 0.25, 0.25]))
-    assert len(corpus.train) == 500 and len(corpus.valid) == 250 and len(corpus.test) == 250
+    assert [len(corpus.text(s)) for s in ("train", "valid", "test")] == [500, 250, 250]
     assert "train [0%, 50%)" in corpus.split
 
 
@@ -41,7 +46,7 @@ def test_directory_of_txt_files_is_recursive_and_sorted(tmp_path):
     (tmp_path / "a.txt").write_text("alpha\n")
     (tmp_path / "b" / "c.txt").write_text("gamma\n")
     (tmp_path / "b" / "skip.md").write_text("not text\n")
-    text = load_text(str(tmp_path))
+    text = load_whole(str(tmp_path)).read()
     assert text == "alpha\n\ngamma\n"
 
 
@@ -51,13 +56,13 @@ def test_wikitext_layout_uses_the_given_files(tmp_path, names):
     for name, content in zip(names, ("train words\n", "valid words\n", "test words\n")):
         (tmp_path / name).write_text(content)
     corpus = load_corpus(DataConfig(source=str(tmp_path), cleaner="none"))
-    assert (corpus.train, corpus.valid, corpus.test) == ("train words\n", "valid words\n", "test words\n")
+    assert [corpus.text(s) for s in ("train", "valid", "test")] == ["train words\n", "valid words\n", "test words\n"]
 
 
 def test_synthetic_source_is_deterministic():
     a = load_corpus(DataConfig(source="synthetic", synthetic_chars=5000), seed=3)
     b = load_corpus(DataConfig(source="synthetic", synthetic_chars=5000), seed=3)
-    assert a.train == b.train and len(a.train) == 4500
+    assert a.text("train") == b.text("train") and len(a.text("train")) == 4500
 
 
 def test_missing_path_is_a_clear_error(tmp_path):
@@ -114,14 +119,14 @@ def test_download_is_cached(monkeypatch, tmp_path):
     first = load_corpus(DataConfig(source="tinyshakespeare"))
     second = load_corpus(DataConfig(source="tinyshakespeare"))
     assert len(calls) == 1 and "karpathy/char-rnn" in calls[0]
-    assert first.train == second.train and first.train.startswith("To be")
+    assert first.text("train") == second.text("train") and first.text("train").startswith("To be")
 
 
 def test_scriptorium_data_directory_is_searched(monkeypatch, tmp_path):
     _offline(monkeypatch)
     (tmp_path / "tinyshakespeare.txt").write_text("Local copy.\n" * 50)
     monkeypatch.setenv("SCRIPTORIUM_DATA", str(tmp_path))
-    assert load_corpus(DataConfig(source="tinyshakespeare")).train.startswith("Local copy.")
+    assert load_corpus(DataConfig(source="tinyshakespeare")).text("train").startswith("Local copy.")
 
 
 def test_data_directory_override_finds_the_named_corpus(monkeypatch, tmp_path):
@@ -129,7 +134,8 @@ def test_data_directory_override_finds_the_named_corpus(monkeypatch, tmp_path):
     (tmp_path / "tinyshakespeare.txt").write_text("From --data.\n" * 50)
     (tmp_path / "other.txt").write_text("unrelated\n")
     corpus = load_corpus(DataConfig(source="tinyshakespeare"), data=str(tmp_path))
-    assert corpus.train.startswith("From --data.") and "unrelated" not in corpus.train + corpus.valid
+    assert corpus.text("train").startswith("From --data.")
+    assert "unrelated" not in corpus.text("train") + corpus.text("valid")
 
 
 def test_prepare_data_writes_a_wikitext_layout(tmp_path, capsys):
@@ -144,13 +150,58 @@ def test_prepare_data_writes_a_wikitext_layout(tmp_path, capsys):
     assert corpus.split == "given train/valid/test files"
 
 
+def _part(text: str):
+    from training.data.corpus import CleanedText, Part
+
+    return Part(CleanedText(memory_source("test", lambda: [text]), "default"), "whole")
+
+
 def test_token_cache_reuses_and_keys_by_tokenizer(tmp_path):
     text = "hello world\n" * 50
     char = train_tokenizer("char", text)
-    first = encode_cached(text, char, tmp_path)
-    second = encode_cached(text, char, tmp_path)
-    assert isinstance(first, np.memmap) and first.filename == second.filename
+    first = encode_part(_part(text), char, tmp_path)
+    second = encode_part(_part(text), char, tmp_path)
+    assert isinstance(first, np.memmap) and first.filename == second.filename and first.dtype == np.uint16
     assert first.tolist() == char.encode(text)
     word = train_tokenizer("word", text)
-    assert encode_cached(text, word, tmp_path).filename != first.filename
-    assert encode_cached(text + "!", char, tmp_path).filename != first.filename
+    assert encode_part(_part(text), word, tmp_path).filename != first.filename
+    assert encode_part(_part(text + "!"), char, tmp_path).filename != first.filename
+
+
+TINYSHAKESPEARE = ROOT.parent / "shared" / "data" / "tinyshakespeare.txt"
+# sha256 of the [0, 90%) and [90%, 100%) parts as the whole-text reader made them before the corpus was streamed
+TINYSHAKESPEARE_PARTS = {
+    "train": (1_003_854, "a9e24e23a1ec77744dad26844bfd5a09b6e041954e1eef0000e7f24cba6db735"),
+    "valid": (111_540, "c54f3753a4e6e3c3d1759212815a7caf826e68a33021b25312984400bed40a1f"),
+}
+
+
+def _digest(part) -> tuple[int, str]:
+    digest, characters = hashlib.sha256(), 0
+    for chunk in part.chunks():
+        digest.update(chunk.encode("utf-8"))
+        characters += len(chunk)
+    return characters, digest.hexdigest()
+
+
+@pytest.mark.skipif(not TINYSHAKESPEARE.is_file(), reason="needs ../shared/data/tinyshakespeare.txt")
+@pytest.mark.parametrize("read, clean", [(corpus_module.READ_CHUNK, corpus_module.CLEAN_CHUNK), (4093, 1000)])
+def test_tinyshakespeare_parts_are_byte_identical_to_the_whole_text_split(monkeypatch, read, clean):
+    monkeypatch.setattr(corpus_module, "READ_CHUNK", read)
+    monkeypatch.setattr(corpus_module, "CLEAN_CHUNK", clean)
+    corpus = load_corpus(DataConfig(source=str(TINYSHAKESPEARE), split=[0.9, 0.1]))
+    assert {split: _digest(corpus.part(split)) for split in ("train", "valid")} == TINYSHAKESPEARE_PARTS
+    assert corpus.characters("test") == 0
+
+
+@pytest.mark.parametrize("cleaner", ["default", "none", "wikipedia", "dialogue"])
+def test_streamed_parts_are_the_parts_of_the_whole_cleaned_text(monkeypatch, tmp_path, cleaner):
+    raw = "".join(f"\ufeffROMEO {i}:\r\n  But soft!\x07 = = H{i} = = \r\n\r\n\r\n[aside] Mrs. Smith: line {i}\n"
+                  for i in range(400))
+    path = tmp_path / "messy.txt"
+    path.write_bytes(raw.encode("utf-8"))
+    expected = split_text(get_cleaner(cleaner)(path.read_text(encoding="utf-8")), [0.7, 0.2, 0.1])
+    monkeypatch.setattr(corpus_module, "READ_CHUNK", 777)
+    monkeypatch.setattr(corpus_module, "CLEAN_CHUNK", 500)
+    corpus = load_corpus(DataConfig(source=str(path), cleaner=cleaner, split=[0.7, 0.2, 0.1]))
+    assert tuple(corpus.text(split) for split in ("train", "valid", "test")) == expected

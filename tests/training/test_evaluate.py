@@ -1,13 +1,16 @@
-"""`evaluate --split all`: the train, validation and test figures in one table and one JSON."""
+"""`evaluate`: `--split all` (the train, validation and test figures in one table and one JSON), and results kept
+per data set so that the model's own validation figures stay."""
 
 from __future__ import annotations
 
 import json
 import shlex
 import shutil
+from pathlib import Path
 
 import pytest
 
+from tests.training.conftest import tiny_config
 from training.card import render_card
 from training.cli import main
 
@@ -79,3 +82,46 @@ def test_split_all_says_a_split_is_empty_instead_of_showing_zero(tmp_path, train
     assert "| figure | train | valid | test |" in card
     train_loss, valid_loss = splits["train"]["loss"], splits["valid"]["loss"]
     assert f"| loss | {train_loss:.4f} nats/token | {valid_loss:.4f} nats/token | empty |" in card
+
+
+@pytest.mark.slow
+def test_evaluating_other_texts_keeps_the_models_own_validation_figures(tmp_path, capsys):
+    """Results are kept per data set and split; the card and the app's model page keep the model's own validation
+    figures whatever else it is evaluated on, and a different text with the same name never replaces them."""
+    from app import create_app
+    from training.config import config_from_dict
+    from training.trainer import RunOptions, train
+
+    own, same_name, other = tmp_path / "a" / "book.txt", tmp_path / "b" / "book.txt", tmp_path / "poems.txt"
+    for path, text in ((own, TEXT), (same_name, TEXT.replace("king", "queen")), (other, "roses are red\n" * 80)):
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(text)
+    model_dir = tmp_path / "models" / "tiny"
+    config = config_from_dict(tiny_config("gpt", max_steps=10, eval_interval=10), "tiny.yaml")
+    train(config, RunOptions(output=model_dir, data=str(own), progress=False, command="test"))
+
+    def evaluate(data: Path, *split: str) -> dict:
+        assert main(["evaluate", str(model_dir), "--data", str(data), *split, "--samples", "1"]) == 0
+        written = Path(capsys.readouterr().out.strip().splitlines()[-1].removeprefix("written to "))
+        return {"file": written.relative_to(model_dir).as_posix(), **json.loads(written.read_text())}
+
+    mine = evaluate(own, "--split", "valid")
+    assert mine["file"] == "evaluations/book-valid.json" and mine["own_validation"] is True
+    poems = evaluate(other)
+    assert poems["file"] == "evaluations/poems-whole.json" and poems["own_data"] is False
+    twin = evaluate(same_name, "--split", "valid")
+    assert twin["file"].startswith("evaluations/book-") and twin["file"] != "evaluations/book-valid.json"
+    assert twin["own_validation"] is False
+    assert json.loads((model_dir / "evaluations" / "book-valid.json").read_text())["loss"] == mine["loss"]
+    assert not (model_dir / "evaluation.json").exists()
+
+    card = render_card(model_dir)
+    figures = card[card.index("## How good it is"): card.index("## Samples")]
+    assert f"| loss | {mine['loss']:.4f} nats/token |" in figures and "a/book.txt (valid split" in figures
+    assert f"{poems['bits_per_char']:.4f} bits/char (`evaluations/poems-whole.json`)" in figures
+    assert f"{twin['bits_per_char']:.4f} bits/char (`{twin['file']}`)" in figures
+
+    (model_dir / "card.md").write_text(card)
+    app = create_app({"TESTING": True, "MODEL_DIR": str(model_dir.parent)})
+    page = app.test_client().get("/models/tiny").get_data(as_text=True)
+    assert f"{mine['bits_per_char']:.4f}" in page and f"| loss | {mine['loss']:.4f} nats/token |" in page

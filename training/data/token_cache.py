@@ -1,63 +1,77 @@
-"""Token ids on disk: each (text, tokenizer) pair is encoded once into a numpy memmap.
+"""Token ids on disk: each corpus part is encoded once, by streaming it, into a numpy memmap.
 
-The file name is a hash of the text and the tokenizer's JSON, so a rerun with the same data starts at once and a
-changed corpus or vocabulary can never reuse stale ids. The ids are memory-mapped, not loaded, so a corpus larger
-than memory can be trained on (the batch samplers only touch the windows they read).
+The file name is a hash of the cleaned text (its content hash, cleaner and cleaners' code), the part's character
+range and the tokenizer's JSON, so a rerun with the same data, and `evaluate` on the data a model was trained on,
+start at once, and a changed corpus, cleaner or vocabulary can never reuse stale ids. Ids are uint16 when the
+vocabulary fits, else uint32. They are memory-mapped, not loaded, so a corpus larger than memory can be trained on
+(the batch samplers only touch the windows they read).
+
+Encoding overlaps reading: while the library encodes one chunk's pieces on every core (it lets go of Python's lock),
+the next chunk is read and cleaned.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
-from lm.tokenizers import Tokenizer
-from training.data.corpora import cache_dir
+from lm.atomic import atomic_file
+from lm.cache import cache_dir
+from lm.tokenizers import Tokenizer, cut_point, split_at_newlines
+from training.data.corpus import Part
 
-_CHUNK_CHARS = 1 << 22  # encode 4M characters at a time so memory stays bounded on big corpora
+_IN_FLIGHT = 2  # chunks being encoded while the next is read
+_MAX_CARRY = 1 << 22  # a "word" longer than this (no space, no line break) is cut anyway
 
 
 def token_dtype(vocab_size: int) -> np.dtype:
-    return np.dtype(np.uint16) if vocab_size <= np.iinfo(np.uint16).max + 1 else np.dtype(np.int32)
+    return np.dtype(np.uint16) if vocab_size <= np.iinfo(np.uint16).max + 1 else np.dtype(np.uint32)
 
 
-def cache_key(text: str, tokenizer: Tokenizer) -> str:
+def cache_path(part: Part, tokenizer: Tokenizer, directory: Path | None = None) -> Path:
+    start, end = part.range()
     digest = hashlib.sha256()
     digest.update(tokenizer.to_str().encode("utf-8"))
-    digest.update(b"\0")
-    digest.update(text.encode("utf-8", errors="surrogatepass"))
-    return digest.hexdigest()[:32]
-
-
-def encode_cached(text: str, tokenizer: Tokenizer, directory: Path | None = None) -> np.ndarray:
-    """The ids of `text`, read from (or written to) the cache as a read-only memmap."""
-    dtype = token_dtype(tokenizer.vocab_size)
+    digest.update(f"\0{part.text.key}\0{start}\0{end}".encode())
     directory = Path(directory) if directory is not None else cache_dir() / "tokens"
-    path = directory / f"{cache_key(text, tokenizer)}.{dtype.name}"
+    return directory / f"{digest.hexdigest()[:32]}.{token_dtype(tokenizer.vocab_size).name}"
+
+
+def _whole_words(chunks: Iterable[str]) -> Iterator[str]:
+    """The chunks again, each ending at a line break or a space (the rest goes with the next one), so that a chunk
+    boundary never falls inside a word."""
+    carry = ""
+    for chunk in chunks:
+        text = carry + chunk
+        cut = cut_point(text, 0, len(text))
+        carry = text[cut:] if len(text) - cut < _MAX_CARRY else ""
+        yield text[: len(text) - len(carry)]
+    if carry:
+        yield carry
+
+
+def encode_part(part: Part, tokenizer: Tokenizer, directory: Path | None = None,
+                log: Callable[[str], None] | None = None) -> np.ndarray:
+    """The ids of `part`, read from (or written to) the cache as a read-only memmap."""
+    path = cache_path(part, tokenizer, directory)
+    dtype = token_dtype(tokenizer.vocab_size)
     if not path.exists():
-        _write(path, text, tokenizer, dtype)
+        # several processes (DDP ranks) may race here; each writes the same bytes and renames them into place
+        with atomic_file(path) as f, ThreadPoolExecutor(max_workers=1) as pool:
+            pending: deque = deque()
+            for text in _whole_words(part.chunks()):
+                pending.append(pool.submit(tokenizer.encode_pieces, split_at_newlines(text)))
+                if len(pending) > _IN_FLIGHT:
+                    f.write(pending.popleft().result().astype(dtype).tobytes())
+            while pending:
+                f.write(pending.popleft().result().astype(dtype).tobytes())
+        if log:
+            log(f"tokens: the {part.name} text encoded into {path} ({path.stat().st_size // dtype.itemsize:,} ids)")
     if path.stat().st_size == 0:
         return np.zeros(0, dtype=dtype)
     return np.memmap(path, dtype=dtype, mode="r")
-
-
-def _write(path: Path, text: str, tokenizer: Tokenizer, dtype: np.dtype) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            start = 0
-            while start < len(text):
-                end = min(start + _CHUNK_CHARS, len(text))
-                if end < len(text):  # cut at a line break so no token is split between chunks
-                    newline = text.rfind("\n", start, end)
-                    end = newline + 1 if newline > start else end
-                f.write(tokenizer.encode_corpus(text[start:end]).astype(dtype).tobytes())
-                start = end
-        os.replace(tmp, path)  # several processes (DDP ranks) may race here; each writes the same bytes
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -10,7 +10,10 @@ leave empty is reported as empty.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,64 +21,107 @@ import numpy as np
 import torch
 
 from lm import load
-from lm.checkpoint import LoadedModel, load_model_dir
+from lm.atomic import atomic_write_text
+from lm.checkpoint import EVALUATIONS_DIR, LoadedModel, load_model_dir
 from lm.quantize import check_quantize, quantize_model
 from training.config import DataConfig
-from training.data.corpus import load_corpus, load_text
+from training.data.corpora import KNOWN_CORPORA
+from training.data.corpus import Corpus, Part, load_corpus, load_whole
+from training.data.token_cache import encode_part
 from training.evaluation import plots
+from training.evaluation.baselines import MAX_TRAIN_CHARS
 from training.evaluation.dynamic_eval import DynamicOptions, dynamic_figures, format_dynamic
 from training.evaluation.ladder import format_ladder, model_ladder
 from training.evaluation.metrics import TokenStats, distinct_n, repetition_rate
 
 SPLITS = ("train", "valid", "test")
+PROMPT_TEXT_CHARS = 4_000_000  # diversity prompts come from the first this many characters of the evaluated text
 TABLE_KEYS = ("loss", "perplexity", "bits_per_char", "tokens", "characters", "loss_std", "avg_top_token_prob",
               "avg_entropy", "low_confidence_ratio", "ece")
 
 
-def _recorded_data(config: dict, cleaner: str | None) -> tuple[str, list[float]]:
-    """The cleaner (unless given) and split fractions the model's training run used."""
-    recorded = ((config.get("training") or {}).get("config") or {}).get("data") or {}
-    return cleaner or recorded.get("cleaner") or "default", list(recorded.get("split") or [0.9, 0.1, 0.0])
+@dataclass(frozen=True)
+class DataChoice:
+    """How to read the data to evaluate: the cleaner, the split fractions and a directory's include and exclude
+    patterns, each the model's training run's unless given."""
+
+    cleaner: str
+    fractions: list[float]
+    include: list[str]
+    exclude: list[str]
+
+    @classmethod
+    def recorded(cls, config: dict, cleaner: str | None = None, include: list[str] | None = None,
+                 exclude: list[str] | None = None) -> DataChoice:
+        data = ((config.get("training") or {}).get("config") or {}).get("data") or {}
+        return cls(cleaner or data.get("cleaner") or "default", list(data.get("split") or [0.9, 0.1, 0.0]),
+                   list(include if include is not None else data.get("include") or []),
+                   list(exclude if exclude is not None else data.get("exclude") or []))
+
+    def corpus(self, data: str) -> Corpus:
+        return load_corpus(DataConfig(source=data, cleaner=self.cleaner, split=self.fractions, include=self.include,
+                                      exclude=self.exclude))
+
+    def identity(self, config: dict, data: str, content_hash: str, split: str) -> dict[str, Any]:
+        """What a result records about its text: the source as given, the split, a hash of the text read, and
+        whether it is the model's own data (the text it was trained on, cut and cleaned as then) and, split
+        `valid` (or `all`), its own validation figures, which the model card shows."""
+        recorded = (config.get("training") or {}).get("data") or {}
+        same_text = (recorded.get("content_hash") == content_hash if recorded.get("content_hash")
+                     else recorded.get("source") == data)  # a model trained before content hashes were recorded
+        own = same_text and self == DataChoice.recorded(config)
+        cut = "whole" if split == "whole" else ",".join(map(str, self.fractions))
+        return {"source": data, "split": split, "text_hash": f"{content_hash[:32]}:{self.cleaner}:{cut}",
+                "own_data": own, "own_validation": own and split in ("valid", "all")}
 
 
-def evaluation_text(config: dict, data: str, split: str | None, cleaner: str | None) -> tuple[str, str]:
-    """The text to evaluate and a description of it. Without `split`: all of `data`. With it: that part, cut as
-    the model's training run cut its data (its recorded split fractions and cleaner)."""
-    cleaner, fractions = _recorded_data(config, cleaner)
+def evaluation_part(config: dict, data: str, split: str | None, cleaner: str | None = None,
+                    include: list[str] | None = None, exclude: list[str] | None = None
+                    ) -> tuple[Part, dict[str, Any]]:
+    """The text to evaluate and what the result says about it (`data`: a description; `DataChoice.identity`).
+    Without `split`: all of `data`. With it: that part, cut as the model's training run cut its data (its recorded
+    split fractions, cleaner, include and exclude)."""
+    choice = DataChoice.recorded(config, cleaner, include, exclude)
     if split is None:
-        return load_text(data, cleaner), f"{data} (whole, cleaner {cleaner})"
-    corpus = load_corpus(DataConfig(source=data, cleaner=cleaner, split=fractions))
-    text = corpus.part(split)
-    if not text:
-        raise ValueError(f"the {split} split of {data} is empty (split fractions {fractions})")
-    return text, f"{data} ({split} split: {corpus.split}, cleaner {cleaner})"
+        part = load_whole(data, choice.cleaner, choice.include, choice.exclude)
+        if not part.characters:
+            raise ValueError(f"{data}: no text left after the {choice.cleaner!r} cleaner")
+        about = {"data": f"{data} (whole, cleaner {choice.cleaner})"}
+        return part, about | choice.identity(config, data, part.text.source.content_hash, "whole")
+    corpus = choice.corpus(data)
+    part = corpus.part(split)
+    if not part.characters:
+        raise ValueError(f"the {split} split of {data} is empty (split fractions {choice.fractions})")
+    about = {"data": f"{data} ({split} split: {corpus.split}, cleaner {choice.cleaner})"}
+    return part, about | choice.identity(config, data, corpus.content_hash, split)
 
 
 def evaluate_model(model_dir: str, data: str, split: str | None = None, cleaner: str | None = None,
                    device: str = "cpu", stride: int | None = None, samples: int = 4, sample_tokens: int = 120,
                    plots_dir: str | None = None, seed: int = 0, baselines: bool = True,
-                   dynamic: DynamicOptions | None = None, quantize: str | None = None) -> dict[str, Any]:
+                   dynamic: DynamicOptions | None = None, include: list[str] | None = None,
+                   exclude: list[str] | None = None, quantize: str | None = None) -> dict[str, Any]:
     """The figures of one text: all of `data`, or one `split` of it; with `dynamic`, dynamic evaluation's beside
     them (key "dynamic"); with a valid or test `split` and `baselines`, the model on the baseline ladder ("ladder").
     `quantize="int8"`: the model as `lm.load(..., quantize="int8")` (and the app's QUANTIZE=int8) runs it."""
     if dynamic is not None and quantize is not None:
         raise ValueError("dynamic evaluation takes gradient steps, which int8 layers cannot; give one or the other")
     loaded = _load(model_dir, device, quantize)
-    text, description = evaluation_text(loaded.config, data, split, cleaner)
-    result: dict[str, Any] = {"model": str(model_dir), "data": description, **_quantized(quantize)}
-    result.update(_text_figures(loaded, model_dir, text, data, device, stride, samples, sample_tokens, plots_dir,
+    part, about = evaluation_part(loaded.config, data, split, cleaner, include, exclude)
+    result: dict[str, Any] = {"model": str(model_dir), **about, **_quantized(quantize)}
+    result.update(_text_figures(loaded, model_dir, part, data, device, stride, samples, sample_tokens, plots_dir,
                                 seed, quantize))
     with_ladder = baselines and split in ("valid", "test")  # the baselines learn from the training split
     if dynamic is None and not with_ladder:
         return result
-    ids = loaded.tokenizer.encode_corpus(text)
+    ids = encode_part(part, loaded.tokenizer)
     needs_training_text = with_ladder or dynamic.rule == "rms"
-    train_text = evaluation_text(loaded.config, data, "train", cleaner)[0] if needs_training_text else ""
+    train = evaluation_part(loaded.config, data, "train", cleaner, include, exclude)[0] if needs_training_text else None
     if dynamic is not None:
-        result["dynamic"] = dynamic_figures(loaded.model, ids, len(text), device, dynamic,
-                                            lambda: loaded.tokenizer.encode_corpus(train_text))
-    if with_ladder:
-        result["ladder"] = model_ladder(model_dir, loaded, train_text, text, ids, result)
+        result["dynamic"] = dynamic_figures(loaded.model, ids, part.characters, device, dynamic,
+                                            lambda: encode_part(train, loaded.tokenizer))
+    if with_ladder:  # the baselines learn from at most the last MAX_TRAIN_CHARS of the training text
+        result["ladder"] = model_ladder(model_dir, loaded, train.read(last=MAX_TRAIN_CHARS), part.read(), ids, result)
     return result
 
 
@@ -93,38 +139,42 @@ def _quantized(quantize: str | None) -> dict[str, str]:
 
 def evaluate_splits(model_dir: str, data: str, cleaner: str | None = None, device: str = "cpu",
                     stride: int | None = None, samples: int = 4, sample_tokens: int = 120,
-                    plots_dir: str | None = None, seed: int = 0, quantize: str | None = None) -> dict[str, Any]:
+                    plots_dir: str | None = None, seed: int = 0, include: list[str] | None = None,
+                    exclude: list[str] | None = None, quantize: str | None = None) -> dict[str, Any]:
     """The figures of the train, valid and test parts of `data`, cut as the model's training run cut its data,
     under `splits`; a part those fractions leave empty is `{"empty": true}`. Plots go to `plots_dir/<split>/`."""
     loaded = _load(model_dir, device, quantize)
-    cleaner, fractions = _recorded_data(loaded.config, cleaner)
-    corpus = load_corpus(DataConfig(source=data, cleaner=cleaner, split=fractions))
+    choice = DataChoice.recorded(loaded.config, cleaner, include, exclude)
+    corpus = choice.corpus(data)
     result: dict[str, Any] = {"model": str(model_dir),
-                              "data": f"{data} (train, valid and test splits: {corpus.split}, cleaner {cleaner})",
+                              "data": f"{data} (train, valid and test splits: {corpus.split}, cleaner "
+                                      f"{choice.cleaner})",
+                              **choice.identity(loaded.config, data, corpus.content_hash, "all"),
                               **_quantized(quantize), "splits": {}}
     for split in SPLITS:
-        text = corpus.part(split)
-        if not text:
+        part = corpus.part(split)
+        if not part.characters:
             result["splits"][split] = {"empty": True}
             continue
         split_plots = str(Path(plots_dir) / split) if plots_dir else None
-        result["splits"][split] = _text_figures(loaded, model_dir, text, f"the {split} split of {data}", device,
+        result["splits"][split] = _text_figures(loaded, model_dir, part, f"the {split} split of {data}", device,
                                                 stride, samples, sample_tokens, split_plots, seed, quantize)
     return result
 
 
-def _text_figures(loaded: LoadedModel, model_dir: str, text: str, name: str, device: str, stride: int | None,
+def _text_figures(loaded: LoadedModel, model_dir: str, part: Part, name: str, device: str, stride: int | None,
                   samples: int, sample_tokens: int, plots_dir: str | None, seed: int,
                   quantize: str | None = None) -> dict[str, Any]:
     """Scores, diversity of sampled continuations and (with `plots_dir`) the plots of one text (`name` says which,
-    for errors)."""
-    ids = loaded.tokenizer.encode_corpus(text)
+    for errors). The ids come from the token cache (the model's own data: the ids it was trained on)."""
+    ids = encode_part(part, loaded.tokenizer)
     if len(ids) < 2:
         raise ValueError(f"{name}: the text to evaluate has fewer than two tokens")
     stats = TokenStats(detailed=True)
     loaded.family.score_text(loaded.model.eval(), ids, stats.update, device, stride=stride)
-    figures: dict[str, Any] = stats.summary(characters=len(text))
-    figures["generation"] = generation_diversity(model_dir, text, device, samples, sample_tokens, seed, quantize)
+    figures: dict[str, Any] = stats.summary(characters=part.characters)
+    figures["generation"] = generation_diversity(model_dir, part.read(PROMPT_TEXT_CHARS), device, samples,
+                                                 sample_tokens, seed, quantize)
     if plots_dir:
         out = Path(plots_dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -189,7 +239,23 @@ def _cell(figures: dict[str, Any], key: str) -> str:
     return f"{value:,}" if isinstance(value, int) else f"{value:.4f}"
 
 
-def write_json(result: dict[str, Any], path: str) -> None:
-    from lm.atomic import atomic_write_text
-
+def write_json(result: dict[str, Any], path: str | Path) -> None:
     atomic_write_text(path, json.dumps(result, indent=2) + "\n")
+
+
+def result_file(model_dir: str | Path, result: dict[str, Any]) -> Path:
+    """Where a result goes in the model directory: evaluations/<source>-<split>.json (source: the corpus name, or
+    the file or directory name). Another text of the same name (a different `text_hash`) gets its own file,
+    <source>-<hash>-<split>.json, so no result ever replaces the figures of a different text."""
+    folder = Path(model_dir) / EVALUATIONS_DIR
+    source = result["source"].rstrip("/\\")
+    name = source if source in KNOWN_CORPORA else Path(source.removeprefix("hf:")).stem or "data"
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "data"
+    path = folder / f"{name}-{result['split']}.json"
+    try:
+        recorded = json.loads(path.read_text(encoding="utf-8")).get("text_hash")
+    except (OSError, ValueError, AttributeError):
+        return path
+    if recorded == result["text_hash"]:
+        return path
+    return folder / f"{name}-{hashlib.sha256(result['text_hash'].encode()).hexdigest()[:8]}-{result['split']}.json"
