@@ -154,3 +154,23 @@ def test_encode_corpus_gives_the_librarys_ids_for_any_text(corpus, kind, size, t
     points and the literal text "<unk>" become <unk>."""
     tok = train_tokenizer(kind, corpus + "é🙂", vocab_size=size)
     assert tok.encode_corpus(text).tolist() == tok.encode(text)
+
+
+@settings(max_examples=40, deadline=None)
+@given(text=st.text(st.characters(blacklist_categories=("Cs",)), max_size=300),
+       vocab_size=st.none() | st.integers(2, 40), min_freq=st.integers(1, 3))
+def test_a_char_tokenizer_from_counts_is_the_one_the_trainer_learns(text, vocab_size, min_freq):
+    from collections import Counter
+
+    from lm.tokenizers import char_tokenizer
+
+    learned = train_tokenizer("char", text, vocab_size=vocab_size, min_freq=min_freq)
+    assert char_tokenizer(Counter(text), vocab_size, min_freq).to_str() == learned.to_str()
+
+
+def test_pieces_end_at_line_breaks_else_between_words():
+    from lm.tokenizers import split_at_newlines
+
+    assert split_at_newlines("ab\ncd\nef", 5) == ["ab\n", "cd\nef"]
+    assert split_at_newlines("one two three four", 9) == ["one two ", "three ", "four"]
+    assert split_at_newlines("abcdefgh", 3) == ["abc", "def", "gh"]
