@@ -25,13 +25,15 @@ STREAM_CHUNK_CHARS = 1 << 20  # characters cleaned at a time (about; chunks end 
 
 @dataclass(frozen=True)
 class Cleaner:
-    """`lines` cleans a run of whole lines; `tidy` then takes trailing spaces off, runs of blank lines down to one
-    and ends the text with one newline; `whole_document`: `lines` must see a document whole."""
+    """`lines` cleans a run of whole lines (`per_character`: any run of characters); `tidy` then takes trailing
+    spaces off, runs of blank lines down to one and ends the text with one newline; `whole_document`: `lines` must see
+    a document whole."""
 
     name: str
     lines: Callable[[str], str]
     tidy: bool = False
     whole_document: bool = False
+    per_character: bool = False
 
     def __call__(self, text: str) -> str:
         return "".join(self.stream([text]))
@@ -40,6 +42,8 @@ class Cleaner:
         """The cleaned text of the concatenated `chunks`, in pieces: the same text as cleaning it whole."""
         if self.whole_document:
             pieces: Iterable[str] = [self.lines("".join(chunks))]
+        elif self.per_character:  # any cut will do, but not between a carriage return and its line feed
+            pieces = (self.lines(chunk) for chunk in _crlf_whole(chunks))
         else:
             pieces = (self.lines(chunk) for chunk in safe_chunks(chunks, chunk_chars))
         if not self.tidy:
@@ -72,11 +76,12 @@ def _joined(documents: Iterable[Iterable[str]]) -> Iterator[str]:
 CLEANERS: dict[str, Cleaner] = {}
 
 
-def register_cleaner(name: str, tidy: bool = False, whole_document: bool = False) -> Callable:
+def register_cleaner(name: str, tidy: bool = False, whole_document: bool = False,
+                     per_character: bool = False) -> Callable:
     """Register a function as the `lines` of the cleaner `name` (the function itself stays as it is)."""
 
     def decorate(fn: Callable[[str], str]) -> Callable[[str], str]:
-        CLEANERS[name] = Cleaner(name, fn, tidy, whole_document)
+        CLEANERS[name] = Cleaner(name, fn, tidy, whole_document, per_character)
         return fn
 
     return decorate
@@ -100,17 +105,34 @@ def safe_chunks(chunks: Iterable[str], size: int = STREAM_CHUNK_CHARS) -> Iterat
     line feed."""
     buffer = ""
     for chunk in chunks:
-        buffer += chunk
-        while len(buffer) > size:
-            cut = buffer.rfind("\n\n", 0, size) + 2
-            if cut < 2:
-                cut = buffer.rfind("\n", 0, size) + 1
-            if cut < 1:
-                cut = size - 1 if buffer[size - 1] == "\r" else size
-            yield buffer[:cut]
-            buffer = buffer[cut:]
+        buffer = buffer + chunk if buffer else chunk
+        start = 0
+        while len(buffer) - start > size:
+            end = start + size
+            cut = buffer.rfind("\n\n", start, end) + 2
+            if cut < start + 2:
+                cut = buffer.rfind("\n", start, end) + 1
+            if cut < start + 1:
+                cut = end - 1 if buffer[end - 1] == "\r" else end
+            yield buffer[start:cut]
+            start = cut
+        buffer = buffer[start:] if start else buffer
     if buffer:
         yield buffer
+
+
+def _crlf_whole(chunks: Iterable[str]) -> Iterator[str]:
+    """The chunks again, a carriage return at the end of one moved to the next (it may be the start of `\r\n`)."""
+    held = ""
+    for chunk in chunks:
+        chunk = held + chunk
+        held = "\r" if chunk.endswith("\r") else ""
+        if held:
+            chunk = chunk[:-1]
+        if chunk:
+            yield chunk
+    if held:
+        yield held
 
 
 _TRAILING_SPACE = re.compile(r"[^\S\n]+$", re.MULTILINE)  # what str.rstrip() takes off each line
@@ -154,16 +176,18 @@ _LINE_ENDING = re.compile(r"\r\n?|\x85")
 _MANY_BLANK_LINES = re.compile(r"\n{3,}")
 
 
-@register_cleaner("none")
+@register_cleaner("none", per_character=True)
 def clean_none(text: str) -> str:
     return text
 
 
-@register_cleaner("default")
+@register_cleaner("default", per_character=True)
 def clean_default(text: str) -> str:
     """Line endings to `\\n`, byte-order marks out (also those of the second and later files of a directory, which
     are joined before cleaning), control characters other than tab and newline out."""
-    text = _LINE_ENDING.sub("\n", text.replace("\ufeff", ""))
+    text = text.replace("\ufeff", "")
+    if "\r" in text or "\x85" in text:  # a file read in text mode has none left: skip the scan (a large corpus)
+        text = _LINE_ENDING.sub("\n", text)
     return _CONTROL.sub("", text)
 
 
