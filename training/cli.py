@@ -236,6 +236,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                                 baselines=args.baselines, dynamic=dynamic, include=args.include,
                                 exclude=args.exclude, quantize=args.quantize)
     result["command"] = "python -m training " + shlex.join(args.argv)
+    print(f"read {result['read']}", file=sys.stderr)
     output = args.output or str(result_file(args.model_dir, result))
     write_json(result, output)
     print(format_table(result))

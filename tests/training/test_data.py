@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 
 from lm.tokenizers import train_tokenizer
+from tests.training.conftest import ROOT
 from training.cli import main
 from training.config import DataConfig
-from tests.training.conftest import ROOT
 from training.data import corpora
 from training.data import corpus as corpus_module
 from training.data.cleaners import get_cleaner
-from training.data.corpus import DataError, load_corpus, load_whole, split_text
+from training.data.corpus import CleanedText, DataError, Part, load_corpus, load_whole, split_text
 from training.data.sources import memory_source
 from training.data.token_cache import encode_part
 
@@ -150,9 +150,7 @@ def test_prepare_data_writes_a_wikitext_layout(tmp_path, capsys):
     assert corpus.split == "given train/valid/test files"
 
 
-def _part(text: str):
-    from training.data.corpus import CleanedText, Part
-
+def _part(text: str) -> Part:
     return Part(CleanedText(memory_source("test", lambda: [text]), "default"), "whole")
 
 

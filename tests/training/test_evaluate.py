@@ -102,7 +102,9 @@ def test_evaluating_other_texts_keeps_the_models_own_validation_figures(tmp_path
 
     def evaluate(data: Path, *split: str) -> dict:
         assert main(["evaluate", str(model_dir), "--data", str(data), *split, "--samples", "1"]) == 0
-        written = Path(capsys.readouterr().out.strip().splitlines()[-1].removeprefix("written to "))
+        shown = capsys.readouterr()
+        assert shown.err.startswith("read 1 file, ")  # what was read, on stderr
+        written = Path(shown.out.strip().splitlines()[-1].removeprefix("written to "))
         return {"file": written.relative_to(model_dir).as_posix(), **json.loads(written.read_text())}
 
     mine = evaluate(own, "--split", "valid")

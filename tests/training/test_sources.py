@@ -83,7 +83,7 @@ def test_cli_train_tokenizer_reads_the_included_files_and_counts_them(project, t
                      "--kind", "char", "--output", str(tmp_path / "tok.json"), timeout=120)
     assert result.returncode == 0, result.stderr
     assert "read 2 files" in result.stderr and "skipped 1 not UTF-8 text (binary?): latin1.py" in result.stderr
-    assert "learned from all 18 characters of the whole text" in result.stderr
+    assert "learned from the character counts of all 18 characters of the whole text" in result.stderr
 
 
 def test_train_config_records_include_and_exclude(project):

@@ -86,13 +86,13 @@ def evaluation_part(config: dict, data: str, split: str | None, cleaner: str | N
         part = load_whole(data, choice.cleaner, choice.include, choice.exclude)
         if not part.characters:
             raise ValueError(f"{data}: no text left after the {choice.cleaner!r} cleaner")
-        about = {"data": f"{data} (whole, cleaner {choice.cleaner})"}
+        about = {"data": f"{data} (whole, cleaner {choice.cleaner})", "read": part.description}
         return part, about | choice.identity(config, data, part.text.source.content_hash, "whole")
     corpus = choice.corpus(data)
     part = corpus.part(split)
     if not part.characters:
         raise ValueError(f"the {split} split of {data} is empty (split fractions {choice.fractions})")
-    about = {"data": f"{data} ({split} split: {corpus.split}, cleaner {choice.cleaner})"}
+    about = {"data": f"{data} ({split} split: {corpus.split}, cleaner {choice.cleaner})", "read": corpus.read}
     return part, about | choice.identity(config, data, corpus.content_hash, split)
 
 
@@ -148,7 +148,7 @@ def evaluate_splits(model_dir: str, data: str, cleaner: str | None = None, devic
     corpus = choice.corpus(data)
     result: dict[str, Any] = {"model": str(model_dir),
                               "data": f"{data} (train, valid and test splits: {corpus.split}, cleaner "
-                                      f"{choice.cleaner})",
+                                      f"{choice.cleaner})", "read": corpus.read,
                               **choice.identity(loaded.config, data, corpus.content_hash, "all"),
                               **_quantized(quantize), "splits": {}}
     for split in SPLITS:
