@@ -9,7 +9,7 @@ from pathlib import Path
 from flask import Blueprint, Response, abort, current_app, render_template, send_from_directory
 
 from app.registry import get_registry
-from lm.checkpoint import CARD_FILE, CURVE_FILE, EVALUATION_FILE
+from lm.checkpoint import CARD_FILE, CURVE_FILE, own_evaluation
 from lm.options import TEMPERATURE
 
 bp = Blueprint("pages", __name__)
@@ -55,11 +55,12 @@ def _model_path(name: str) -> Path:
 
 
 def _ladder(path: Path) -> dict | None:
-    """The baseline ladder `python -m training evaluate` wrote into evaluation.json, if it is there and
-    well-formed: rungs (name, bits/char, nats/char, whether it is the model) best first, and its summary."""
+    """The baseline ladder `python -m training evaluate` wrote into the model's evaluation on its own validation
+    text (`lm.checkpoint.own_evaluation`: never the figures of another text it was evaluated on), if it is there
+    and well-formed: rungs (name, bits/char, nats/char, whether it is the model) best first, and its summary."""
     try:
-        with open(path / EVALUATION_FILE, "rb") as f:
-            evaluation = json.loads(f.read(MAX_EVALUATION_BYTES + 1)[:MAX_EVALUATION_BYTES])
+        own = own_evaluation(path, max_bytes=MAX_EVALUATION_BYTES)
+        evaluation = own[1] if own else {}
         ladder = evaluation["ladder"]
         rungs = [
             {"name": str(r["name"]), "bits": float(r["bits_per_char"]), "nats": float(r["nats_per_char"]),

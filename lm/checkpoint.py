@@ -142,14 +142,16 @@ def read_config(path: str | os.PathLike) -> dict[str, Any]:
     return config
 
 
-def evaluations(path: str | os.PathLike) -> list[tuple[Path, dict[str, Any]]]:
+def evaluations(path: str | os.PathLike, max_bytes: int | None = None) -> list[tuple[Path, dict[str, Any]]]:
     """Every evaluation recorded in a model directory, oldest file first: evaluations/*.json, then the older
-    evaluation.json; a file that is not a JSON object is left out."""
+    evaluation.json; a file that is not a JSON object (or is larger than `max_bytes`) is left out."""
     path = Path(path)
     files = sorted((path / EVALUATIONS_DIR).glob("*.json"), key=lambda f: (f.stat().st_mtime, f.name))
     found = []
     for file in files + [path / EVALUATION_FILE]:
         try:
+            if max_bytes is not None and file.stat().st_size > max_bytes:
+                continue
             result = json.loads(file.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
@@ -158,10 +160,10 @@ def evaluations(path: str | os.PathLike) -> list[tuple[Path, dict[str, Any]]]:
     return found
 
 
-def own_evaluation(path: str | os.PathLike) -> tuple[Path, dict[str, Any]] | None:
+def own_evaluation(path: str | os.PathLike, max_bytes: int | None = None) -> tuple[Path, dict[str, Any]] | None:
     """The figures of the model on its own validation text, as `evaluate` recorded them (the latest), or the older
     evaluation.json of a directory evaluated before results were kept per data set; None if neither is there."""
-    found = evaluations(path)
+    found = evaluations(path, max_bytes)
     own = [(file, result) for file, result in found if result.get("own_validation")]
     legacy = [(file, result) for file, result in found if file.name == EVALUATION_FILE]
     return (own or legacy or [None])[-1]
