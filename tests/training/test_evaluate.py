@@ -114,6 +114,8 @@ def test_evaluating_other_texts_keeps_the_models_own_validation_figures(tmp_path
     twin = evaluate(same_name, "--split", "valid")
     assert twin["file"].startswith("evaluations/book-") and twin["file"] != "evaluations/book-valid.json"
     assert twin["own_validation"] is False
+    int8 = evaluate(own, "--split", "valid", "--quantize", "int8", "--no-baselines")
+    assert int8["file"] == "evaluations/book-int8-valid.json" and int8["own_validation"] is False
     assert json.loads((model_dir / "evaluations" / "book-valid.json").read_text())["loss"] == mine["loss"]
     assert not (model_dir / "evaluation.json").exists()
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -192,6 +193,21 @@ def test_hf_card_is_ready_for_the_hub_and_names_no_machine_folder(rotary_bpe_gpt
     assert "--output hf`" in card  # the command, with only the folder's name
     assert result.not_checked and result.figures is None
     _no_machine_paths(tmp_path / "hf", tmp_path, rotary_bpe_gpt.parent)
+
+
+def test_the_card_shows_the_models_own_validation_figures_not_another_texts(rotary_bpe_gpt, tmp_path):
+    model_dir = tmp_path / "rotary-gpt"
+    shutil.copytree(rotary_bpe_gpt, model_dir)
+    (model_dir / "evaluations").mkdir(exist_ok=True)
+    own = {"data": "book.txt (valid split)", "own_validation": True,
+           "splits": {"valid": {"bits_per_char": 1.2345, "perplexity": 3.5}}}
+    other = {"data": "poems.txt (whole)", "own_validation": False, "bits_per_char": 9.876, "perplexity": 99.0}
+    (model_dir / "evaluations" / "book-all.json").write_text(json.dumps(own))
+    (model_dir / "evaluations" / "poems-whole.json").write_text(json.dumps(other))
+    export_model(model_dir, "hf", tmp_path / "hf", check=False, command="python -m training export rotary-gpt")
+    card = (tmp_path / "hf" / "README.md").read_text()
+    assert "**Evaluation:** 1.2345 bits per character, perplexity 3.500 per token, on book.txt (valid split)" in card
+    assert "9.876" not in card
 
 
 def test_a_wrong_mapping_is_caught_and_nothing_is_written(rotary_bpe_gpt, tmp_path, monkeypatch):

@@ -133,8 +133,10 @@ def _load(model_dir: str, device: str, quantize: str | None) -> LoadedModel:
     return loaded
 
 
-def _quantized(quantize: str | None) -> dict[str, str]:
-    return {} if quantize is None else {"quantize": quantize}
+def _quantized(quantize: str | None) -> dict[str, Any]:
+    """What a quantized result records: the mode, and that its figures are not the model's own validation figures
+    (the card and the model page show the model as stored; an int8 result never replaces them)."""
+    return {} if quantize is None else {"quantize": quantize, "own_validation": False}
 
 
 def evaluate_splits(model_dir: str, data: str, cleaner: str | None = None, device: str = "cpu",
@@ -245,12 +247,14 @@ def write_json(result: dict[str, Any], path: str | Path) -> None:
 
 def result_file(model_dir: str | Path, result: dict[str, Any]) -> Path:
     """Where a result goes in the model directory: evaluations/<source>-<split>.json (source: the corpus name, or
-    the file or directory name). Another text of the same name (a different `text_hash`) gets its own file,
+    the file or directory name; <source>-int8-<split>.json for `--quantize int8`). Another text of the same name (a different `text_hash`) gets its own file,
     <source>-<hash>-<split>.json, so no result ever replaces the figures of a different text."""
     folder = Path(model_dir) / EVALUATIONS_DIR
     source = result["source"].rstrip("/\\")
     name = source if source in KNOWN_CORPORA else Path(source.removeprefix("hf:")).stem or "data"
     name = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "data"
+    if result.get("quantize"):
+        name = f"{name}-{result['quantize']}"
     path = folder / f"{name}-{result['split']}.json"
     try:
         recorded = json.loads(path.read_text(encoding="utf-8")).get("text_hash")

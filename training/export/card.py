@@ -4,13 +4,12 @@ the machine that exported it."""
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
 
 import lm
-from lm.checkpoint import EVALUATION_FILE, LoadedModel
+from lm.checkpoint import LoadedModel, own_evaluation
 
 MARKER = "<!-- written by: python -m training export -->"
 # the directories of an absolute path (POSIX or Windows), dropped so that only the file's name remains
@@ -141,10 +140,12 @@ def render_export_card(
 
 
 def _evaluation(model_dir: Path) -> dict[str, Any] | None:
-    try:
-        evaluation = json.loads((model_dir / EVALUATION_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    """The model's figures on its own validation text (never another text's, nor an int8 evaluation's)."""
+    own = own_evaluation(model_dir)
+    if own is None:
         return None
-    if not isinstance(evaluation, dict) or not all(k in evaluation for k in ("bits_per_char", "perplexity")):
+    result = own[1]
+    figures = (result.get("splits") or {}).get("valid") or result  # `--split all` keeps each split's figures
+    if not isinstance(figures, dict) or not all(k in figures for k in ("bits_per_char", "perplexity")):
         return None
-    return evaluation
+    return {**figures, "data": result.get("data")}
