@@ -81,8 +81,13 @@ _TRICKY_CHARS = ("'\".<br />,()!?;:"  # the rules' characters
                  "\u03a3\u03c3AaZ\u0130\u00c9\u02b0\u0345\u00ad-_")  # sigmas, cased and case-ignorable letters
 
 
+# Code points this Python's Unicode tables leave unassigned (category Cn) are left out: the tokenizers library has
+# newer tables and lowercases, for example, U+10D50 (Garay, Unicode 16), which Python 3.11's str.lower keeps.
+_ASSIGNED = st.characters(exclude_categories=("Cs", "Cn"))  # and no surrogates, as st.text()
+
+
 @settings(max_examples=300, deadline=None)
-@given(st.text(alphabet=st.sampled_from(_TRICKY_CHARS), max_size=40) | st.text(max_size=40))
+@given(st.text(alphabet=st.sampled_from(_TRICKY_CHARS), max_size=40) | st.text(alphabet=_ASSIGNED, max_size=40))
 def test_word_normalisation_matches_basic_english_on_any_line(word_tokenizer, text):
     normalized = word_tokenizer.hf.normalizer.normalize_str(text.replace("\n", " "))
     words = [piece for piece, _ in word_tokenizer.hf.pre_tokenizer.pre_tokenize_str(normalized)]
