@@ -247,8 +247,9 @@ def write_json(result: dict[str, Any], path: str | Path) -> None:
 
 def result_file(model_dir: str | Path, result: dict[str, Any]) -> Path:
     """Where a result goes in the model directory: evaluations/<source>-<split>.json (source: the corpus name, or
-    the file or directory name; <source>-int8-<split>.json for `--quantize int8`). Another text of the same name (a different `text_hash`) gets its own file,
-    <source>-<hash>-<split>.json, so no result ever replaces the figures of a different text."""
+    the file or directory name; <source>-int8-<split>.json for `--quantize int8`). Another text of the same name
+    (a different `text_hash`) gets its own file, <source>-<hash>-<split>.json, so no result ever replaces the
+    figures of a different text."""
     folder = Path(model_dir) / EVALUATIONS_DIR
     source = result["source"].rstrip("/\\")
     name = source if source in KNOWN_CORPORA else Path(source.removeprefix("hf:")).stem or "data"
