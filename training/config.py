@@ -49,6 +49,9 @@ class DataConfig:
     cleaner: str = "default"
     split: list[float] = field(default_factory=lambda: [0.9, 0.1, 0.0])  # train, valid, test fractions
     tokenizer: Literal[TOKENIZER_KINDS] = "char"
+    # a tokenizer.json made by `train-tokenizer` (or a model directory's): used as it is instead of learning one;
+    # it decides the kind and the vocabulary size
+    tokenizer_path: Union[str, None] = None
     vocab_size: Union[int, None] = None
     min_freq: int = 1
     # characters of the training part the tokenizer learns from, in blocks spread evenly across it
@@ -284,7 +287,8 @@ def validate(config: Config) -> None:
     need(d.synthetic_chars >= 1000, "data.synthetic_chars", "must be >= 1000")
     need(d.tokenizer_sample >= 100_000, "data.tokenizer_sample", "must be >= 100000 characters")
     need(all(d.include) and all(d.exclude), "data.include", "patterns must not be empty")
-    if d.tokenizer == "bpe":
+    need(d.tokenizer_path is None or bool(d.tokenizer_path.strip()), "data.tokenizer_path", "must not be empty")
+    if d.tokenizer == "bpe" and d.tokenizer_path is None:
         need(d.vocab_size is not None and d.vocab_size >= 257, "data.vocab_size", "bpe needs vocab_size >= 257")
     elif d.vocab_size is not None:
         need(d.vocab_size >= 2, "data.vocab_size", "must be >= 2")

@@ -40,7 +40,7 @@ from training import distributed, resume
 from training.config import Config
 from training.data.corpus import Corpus, load_corpus
 from training.data.token_cache import encode_part
-from training.data.tokenizer_training import learn_tokenizer
+from training.data.tokenizer_training import tokenizer_for
 from training.evaluation import plots
 from training.evaluation.metrics import TokenStats, bits_per_char, perplexity, unigram_loss
 from training.hardware import PrecisionChoice, autocast_factory, describe, peak_flops, pick_device, resolve_precision
@@ -100,6 +100,8 @@ class Trainer:
             t.max_steps = options.max_steps
         if options.max_time is not None:
             t.max_time = options.max_time
+        if options.data is not None:  # so the config as run (train_config.yaml) names the data that was used
+            config.data.source = options.data
         self.output = Path(options.output)
         if t.threads:
             torch.set_num_threads(t.threads)
@@ -163,7 +165,9 @@ class Trainer:
             if opts.resume and resume.exists(self.output) and saved.is_file():
                 tokenizer = Tokenizer.from_file(saved)
             else:
-                tokenizer = learn_tokenizer(corpus.part("train"), cfg.data, log=self._log)
+                tokenizer = tokenizer_for(corpus.part("train"), cfg.data, log=self._log)
+            if cfg.data.tokenizer_path:  # the file decides the kind and size; the config as run says which
+                cfg.data.tokenizer, cfg.data.vocab_size = tokenizer.kind, tokenizer.vocab_size
             model = build_model(cfg.model_type, cfg.model_options(tokenizer.vocab_size))
         corpus.check_not_empty()
         self._log(corpus.summary())
@@ -185,8 +189,11 @@ class Trainer:
         ran = copy.deepcopy(self.cfg)
         ran.training.precision = self.precision.precision
         ran.training.threads = torch.get_num_threads() if self.device.type == "cpu" else ran.training.threads
+        again = "python -m training train --config OUTPUT/train_config.yaml" + (
+            f" --init-from {self.opts.init_from}" if self.opts.init_from else "")
         return (f"# As run on {describe(self.device)}, device {self.device}.\n"
                 f"# training.precision: {self.precision.requested} asked; {self.precision.reason}.\n"
+                f"# The data, limits and overrides given on the command line are in it: {again} repeats the run.\n"
                 + ran.to_yaml())
 
     def _measure_precision(self) -> tuple[PrecisionChoice, float]:

@@ -12,10 +12,12 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
 from lm.cache import cache_dir
+from lm.checkpoint import TOKENIZER_FILE
 from lm.tokenizers import Tokenizer, char_tokenizer, split_at_newlines, train_tokenizer
 from training.config import DataConfig
 from training.data.corpus import Part
@@ -68,6 +70,31 @@ def sample_part(part: Part, limit: int) -> list[str]:
             sample.offer(offset, piece)
             offset += len(piece)
     return sample.texts(0, offset)
+
+
+def read_given_tokenizer(path: str) -> Tokenizer:
+    """`data.tokenizer_path`: a tokenizer file made by `train-tokenizer`, or a model directory holding one. Raises
+    ValueError with a one-line message when there is none or it cannot be read."""
+    file = Path(path).expanduser()
+    if file.is_dir():
+        file = file / TOKENIZER_FILE
+    if not file.is_file():
+        raise ValueError(f"data.tokenizer_path: no tokenizer file at {path}")
+    try:
+        return Tokenizer.from_file(file)
+    except Exception as error:  # noqa: BLE001  (the tokenizers library raises its own exception types)
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ValueError(f"data.tokenizer_path: {path} is not a tokenizer file ({reason})") from None
+
+
+def tokenizer_for(part: Part, data: DataConfig, log: Callable[[str], None] | None = None) -> Tokenizer:
+    """The tokenizer a run uses: the file `data.tokenizer_path` names, else one learned from `part`."""
+    if data.tokenizer_path is None:
+        return learn_tokenizer(part, data, log)
+    tokenizer = read_given_tokenizer(data.tokenizer_path)
+    if log:
+        log(f"tokenizer: {tokenizer.kind}, {tokenizer.vocab_size:,} tokens, from {data.tokenizer_path}")
+    return tokenizer
 
 
 def learn_tokenizer(part: Part, data: DataConfig, log: Callable[[str], None] | None = None) -> Tokenizer:
