@@ -2,47 +2,41 @@
 
 from __future__ import annotations
 
-import json
 import time
-from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Flask, Response, current_app, jsonify
 
 from app.errors import APIError, invalid_input
 from app.limits import get_slots
 from app.openapi import openapi_document
+from app.registry import EXTENSION as MODELS
 from app.registry import get_registry
 from app.responses import result_json, sse_events
-from app.schema import parse_generation_request, request_fields
+from app.schema import Generations, Health, ModelList, RequestModels
+from app.validation import json_object_body, parse_request
 
 bp = Blueprint("api", __name__)
 
+EXTENSION = "scriptorium.requests"
+GENERATE_EXAMPLE = '{"prompt": "ROMEO:", "max_new_tokens": 50}'
 
-def _json_object_body() -> dict[str, Any]:
-    """The body as a JSON object, parsed whatever its Content-Type (so that `curl -d '{...}'` works)."""
-    raw = request.get_data(cache=False)  # raises 413 past MAX_CONTENT_LENGTH
-    try:
-        body = json.loads(raw)
-    except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors
-        body = None
-    if not isinstance(body, dict):
-        example = f'curl {request.host_url}generate -d \'{{"prompt": "ROMEO:", "max_new_tokens": 50}}\''
-        raise APIError(400, f"the request body must be a JSON object, for example: {example}")
-    return body
+
+def get_request_models() -> RequestModels:
+    return current_app.extensions[EXTENSION]
 
 
 @bp.post("/generate")
 def generate() -> Response:
     registry = get_registry()
     config = current_app.config
-    fields = request_fields(config, registry.names, registry.default_name)
-    generation = parse_generation_request(_json_object_body(), fields, config["MAX_NEW_TOKENS"])
+    body = json_object_body("/generate", GENERATE_EXAMPLE)
+    generation = parse_request(get_request_models().generate, body)
     if generation.model not in registry.generators:
         raise APIError(
             404, f"unknown model {generation.model!r}; available: {', '.join(registry.names)}", field="model"
         )
     generator = registry.get(generation.model)
-    options = generation.core_options(config["GENERATION_TIMEOUT"])
+    options = generation.core_options(config["GENERATION_TIMEOUT"], config["MAX_NEW_TOKENS"])
 
     slots = get_slots()
     slot = slots.try_acquire()
@@ -57,11 +51,7 @@ def generate() -> Response:
                 result = generator.generate(generation.prompt, **options)
             except ValueError as error:
                 raise invalid_input(error) from None
-        return jsonify(
-            result_json(
-                generation.model, generation.prompt, result, generation.details, time.perf_counter() - started
-            )
-        )
+        return jsonify(result_json(generation, result, time.perf_counter() - started))
 
     try:
         stream = generator.stream(generation.prompt, **options)  # checks options now, generates lazily
@@ -81,31 +71,33 @@ def generate() -> Response:
 @bp.get("/models")
 def models() -> Response:
     registry = get_registry()
-    return jsonify(
-        {
-            "models": [registry.describe(name) for name in registry.names],
-            "default": registry.default_name,
-            "unavailable": [failure.to_json() for failure in registry.failures],
-        }
-    )
+    return jsonify(ModelList(
+        models=[registry.describe(name) for name in registry.names],
+        default=registry.default_name,
+        unavailable=[failure.to_json() for failure in registry.failures],
+    ).model_dump())
 
 
 @bp.get("/health")
 def health() -> Response:
     registry = get_registry()
     slots = get_slots()
-    return jsonify(
-        {
-            "status": "ok",
-            "models": registry.names,
-            "default_model": registry.default_name,
-            "unavailable": [failure.to_json() for failure in registry.failures],
-            "generations": {"active": slots.active, "limit": slots.limit},
-        }
-    )
+    return jsonify(Health(
+        status="ok",
+        models=registry.names,
+        default_model=registry.default_name,
+        unavailable=[failure.to_json() for failure in registry.failures],
+        generations=Generations(active=slots.active, limit=slots.limit),
+    ).model_dump())
 
 
 @bp.get("/openapi.json")
 def openapi() -> Response:
-    registry = get_registry()
-    return jsonify(openapi_document(current_app.config, registry.names, registry.default_name))
+    return jsonify(openapi_document(current_app.config, get_request_models()))
+
+
+def init_app(app: Flask) -> None:
+    """The request models for this app's settings and models (the registry is loaded first)."""
+    registry = app.extensions[MODELS]
+    app.extensions[EXTENSION] = RequestModels(app.config, registry.names, registry.default_name)
+    app.register_blueprint(bp)

@@ -1,4 +1,5 @@
-"""JSON errors: every error the app returns is `{"error": {"type", "message", "field"?}}` with its status.
+"""JSON errors: every error the app returns is `{"error": {"type", "message", "field"?}}` (app/schema.py's
+`ErrorBody`) with its status.
 
 Browsers asking for a page get a small HTML error page instead (a person following a bad link should not be
 shown raw JSON); anything else — curl, scripts, fetch() — gets JSON, and the API paths always do.
@@ -11,6 +12,7 @@ import logging
 from flask import Flask, Response, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
+from app.schema import ErrorBody, ErrorDetail
 from lm.checks import OptionError
 
 log = logging.getLogger(__name__)
@@ -25,19 +27,21 @@ ERROR_TYPES = {
     500: "internal_error",
     503: "overloaded",
 }
-
-API_PATHS = ("/generate", "/health", "/openapi.json")
+API_PATHS = ("/generate", "/health", "/openapi.json", "/models")
 
 
 class APIError(Exception):
     """An error a view raises to answer with a JSON error body (see `error_response`)."""
 
-    def __init__(self, status: int, message: str, field: str | None = None, retry_after: int | None = None):
+    def __init__(self, status: int, message: str, field: str | None = None, retry_after: int | None = None,
+                 headers: dict[str, str] | None = None):
         super().__init__(message)
         self.status = status
         self.message = message
         self.field = field
-        self.retry_after = retry_after
+        self.headers = dict(headers or {})
+        if retry_after is not None:
+            self.headers["Retry-After"] = str(retry_after)
 
 
 def invalid_input(error: ValueError) -> APIError:
@@ -46,10 +50,7 @@ def invalid_input(error: ValueError) -> APIError:
 
 
 def error_body(status: int, message: str, field: str | None = None) -> dict:
-    error: dict = {"type": ERROR_TYPES.get(status, "error"), "message": message}
-    if field is not None:
-        error["field"] = field
-    return {"error": error}
+    return ErrorBody(error=ErrorDetail(type=ERROR_TYPES.get(status, "error"), message=message, field=field)).model_dump()
 
 
 def error_response(status: int, message: str, field: str | None = None) -> Response:
@@ -59,7 +60,7 @@ def error_response(status: int, message: str, field: str | None = None) -> Respo
 
 
 def _wants_html() -> bool:
-    if request.path in API_PATHS or request.path == "/models":
+    if request.path in API_PATHS:
         return False
     best = request.accept_mimetypes.best_match(["application/json", "text/html"])
     return best == "text/html"
@@ -67,15 +68,13 @@ def _wants_html() -> bool:
 
 def _respond(status: int, message: str, field: str | None = None) -> Response:
     if _wants_html():
-        response = Response(render_template("error.html", status=status, message=message), status=status)
-        return response
+        return Response(render_template("error.html", status=status, message=message), status=status)
     return error_response(status, message, field)
 
 
 def handle_api_error(error: APIError) -> Response:
     response = _respond(error.status, error.message, error.field)
-    if error.retry_after is not None:
-        response.headers["Retry-After"] = str(error.retry_after)
+    response.headers.update(error.headers)
     return response
 
 

@@ -1,21 +1,27 @@
-"""The `POST /generate` request: its fields and the checks that turn a JSON body into a `GenerationRequest`.
+"""The JSON API's shapes, each defined once as a pydantic v2 model: the requests of `POST /generate` and
+`POST /v1/completions`, their responses and streaming events, `/models`, `/health`, `/v1/models` and the error
+bodies. Validation, the error messages that name a field, and the OpenAPI document (app/openapi.py) all come from
+these models.
 
-Every generation field is the core's own definition (lm.options: type, default, bounds, description); the app adds
-only server policy: the prompt's length, the cap on max_new_tokens, tighter bounds that keep one request cheap, the
-loaded models. The same table (`request_fields`) drives the validation below and the OpenAPI document
-(app/openapi.py), so the published schema cannot drift from what the server accepts.
+A request field that is a generation option is the core's own definition (lm.options: type, default, bounds,
+description), mapped onto a pydantic `Field` word for word and checked by the definition itself (so the messages
+are the core's, e.g. "top_p must be in (0, 1], got 1.5"). The app adds only server policy: the prompt's length, the
+cap on new tokens, tighter bounds that keep one request cheap, the loaded models. The request models depend on the
+settings and the loaded models, so `RequestModels` builds them once per app.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+import re
+from collections.abc import Callable, Mapping
+from typing import Annotated, Any, Literal
 
-from app.errors import APIError
+from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, create_model
+
 import lm.options as core
-from lm.checks import OptionError, shown
-from lm.options import Option
+from lm.checks import OptionError
+from lm.options import FINISH_REASONS, Option
+from lm.quantize import QUANTIZE_MODES
 
 # Server policy: bounds tighter than the core's, so that one request stays cheap.
 MAX_STOP_STRINGS = 4
@@ -25,113 +31,265 @@ MAX_TOP_K = 1_000_000
 # Alternatives shown per token when details are asked for: enough for the probability view's hover card.
 TOP_ALTERNATIVES = 5
 
-DETAILS = Option("details", bool, False, "Include each token's log-probability and its most likely alternatives.")
+# The app's own /generate fields, defined like the core's options.
+DETAILS = Option("details", bool, False, "Include each token's log-probability, its rank among the vocabulary and "
+                 "its most likely alternatives.")
 STREAM = Option("stream", bool, False, "Answer with Server-Sent Events, one per token, then a final summary.")
-_CORE_OPTIONS = frozenset(option.name for option in core.OPTIONS)
+RETURN_FULL_TEXT = Option("return_full_text", bool, False, "generated_text includes the prompt (as in Hugging Face "
+                          "pipelines); full_text always does.")
+
+# An HTML form's values are strings: "30" and "0.6" are read as the numbers they spell (as the seed app's server did
+# with int() and float()); anything else (" 30", "1_000", "nan", "0x1e", "") is refused as not a number.
+_CLEAN = {int: re.compile(r"[+-]?\d{1,30}"), float: re.compile(r"[+-]?(\d{1,30}(\.\d{0,30})?|\.\d{1,30})([eE][+-]?\d{1,3})?")}
 
 
-@dataclass(frozen=True)
-class Field:
-    """One request field: a definition, the other spellings clients may use, and whether it must be given."""
-
-    option: Option
-    aliases: tuple[str, ...] = ()
-    required: bool = False
-    enum: tuple[str, ...] | None = None  # listed in the document; the view itself answers an unknown value
-
-    @property
-    def name(self) -> str:
-        return self.option.name
+def form_number(option: Option, value: Any) -> Any:
+    """A numeric option's value written as a string, read as that number; any other value unchanged."""
+    pattern = _CLEAN.get(option.type)
+    if isinstance(value, str) and pattern is not None and pattern.fullmatch(value):
+        return option.type(value)
+    return value
 
 
-def request_fields(config: Mapping[str, Any], model_names: list[str], default_model: str) -> list[Field]:
-    cap = config["MAX_NEW_TOKENS"]
-    max_new_tokens = core.MAX_NEW_TOKENS.narrowed(
+def _checked_by(option: Option, strings: bool) -> Callable[[Any], Any]:
+    def check(value: Any) -> Any:
+        if strings:
+            value = form_number(option, value)
+        if option.type is int and isinstance(value, float) and value.is_integer():
+            value = int(value)  # JSON has one number type: many clients send 5.0 for 5
+        checked = option.check(value)
+        return list(checked) if option.type is list else checked
+
+    return check
+
+
+_TYPES: dict[type, Any] = {int: int, float: float, bool: bool, str: str}
+
+
+def option_field(
+    option: Option, *, strings: bool = False, aliases: tuple[str, ...] = (), required: bool = False,
+    enum: list[Any] | None = None,
+) -> tuple[Any, Any]:
+    """(annotation, Field) for a request field that is `option`: its bounds and description in the schema, its own
+    check as the validator. Every request field may be null, which means "not given" (see `parse_request`)."""
+    if option.type is list:
+        item = Annotated[str, Field(min_length=1, max_length=option.max_length)]
+        annotation: Any = list[item]  # type: ignore[valid-type]
+    else:
+        annotation = _TYPES[option.type]
+    extra: dict[str, Any] = {}
+    if option.smallest_positive is not None:  # temperature: 0, or at least 0.001 (null still allowed)
+        extra["not"] = {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": option.smallest_positive}
+    if enum is not None:
+        extra["enum"] = [*enum, None]
+    default = list(option.default) if option.type is list else option.default
+    field = Field(
+        ... if required else default,
+        description=option.description,
+        ge=option.minimum,
+        le=option.maximum,
+        gt=option.exclusive_minimum,
+        lt=option.exclusive_maximum,
+        max_length=option.max_items if option.type is list else option.max_length,
+        validation_alias=AliasChoices(option.name, *aliases) if aliases else None,
+        json_schema_extra=extra or None,
+    )
+    return Annotated[annotation | None, BeforeValidator(_checked_by(option, strings))], field
+
+
+class Request(BaseModel):
+    """A request body: unknown fields are refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+def spellings(model_class: type[BaseModel], name: str) -> tuple[str, ...]:
+    """The names a client may give field `name` under: its own, then its aliases."""
+    alias = model_class.model_fields[name].validation_alias
+    return tuple(alias.choices) if isinstance(alias, AliasChoices) else (name,)
+
+
+# --- POST /generate ----------------------------------------------------------------------------------------------
+
+class GenerateRequestBase(Request):
+    """Methods of the /generate request model (its fields depend on the settings: `RequestModels`)."""
+
+    def core_options(self, time_limit: float, max_new_tokens_cap: int) -> dict[str, Any]:
+        """Keyword options for `Generator.generate` / `Generator.stream` (docs/architecture.md). Without a seed,
+        the core draws one that JavaScript numbers hold exactly, and reports it."""
+        return {
+            "max_new_tokens": min(self.max_new_tokens, max_new_tokens_cap),
+            "temperature": self.temperature,
+            "top_k": self.top_k,
+            "top_p": self.top_p,
+            "repetition_penalty": self.repetition_penalty,
+            "seed": self.seed,
+            "stop": tuple(self.stop),
+            "num_return_sequences": self.num_return_sequences,
+            "time_limit": time_limit,
+            "top_alternatives": TOP_ALTERNATIVES if self.details else 0,
+        }
+
+
+def _max_new_tokens(cap: int) -> Option:
+    return core.MAX_NEW_TOKENS.narrowed(
         default=min(core.MAX_NEW_TOKENS.default, cap),
         description=f"{core.MAX_NEW_TOKENS.description} Larger values are capped at {cap} (the server's "
         "MAX_NEW_TOKENS).",
     )
+
+
+def generate_request_model(config: Mapping[str, Any], model_names: list[str], default_model: str) -> type:
+    """The /generate request for these settings and models. Numeric fields also read numeric strings (what an
+    HTML form sends); booleans stay strict."""
     model = Option("model", str, default_model, "A model name from GET /models.")
-    return [
-        Field(core.PROMPT.narrowed(max_length=config["MAX_PROMPT_CHARS"]), required=True),
-        Field(max_new_tokens, aliases=("max_length", "max_seq_len")),
-        Field(core.TEMPERATURE),
-        Field(core.TOP_K.narrowed(maximum=MAX_TOP_K)),
-        Field(core.TOP_P),
-        Field(core.REPETITION_PENALTY),
-        Field(core.SEED),
-        Field(core.STOP.narrowed(max_items=MAX_STOP_STRINGS, max_length=MAX_STOP_CHARS)),
-        Field(core.NUM_RETURN_SEQUENCES.narrowed(maximum=MAX_RETURN_SEQUENCES)),
-        Field(model, enum=tuple(model_names)),
-        Field(DETAILS),
-        Field(STREAM),
-    ]
+    fields = {
+        "prompt": option_field(core.PROMPT.narrowed(max_length=config["MAX_PROMPT_CHARS"]), required=True),
+        "max_new_tokens": option_field(_max_new_tokens(config["MAX_NEW_TOKENS"]), strings=True,
+                                       aliases=("max_length", "max_seq_len")),
+        "temperature": option_field(core.TEMPERATURE, strings=True),
+        "top_k": option_field(core.TOP_K.narrowed(maximum=MAX_TOP_K), strings=True),
+        "top_p": option_field(core.TOP_P, strings=True),
+        "repetition_penalty": option_field(core.REPETITION_PENALTY, strings=True),
+        "seed": option_field(core.SEED, strings=True),
+        "stop": option_field(core.STOP.narrowed(max_items=MAX_STOP_STRINGS, max_length=MAX_STOP_CHARS)),
+        "num_return_sequences": option_field(core.NUM_RETURN_SEQUENCES.narrowed(maximum=MAX_RETURN_SEQUENCES),
+                                             strings=True),
+        "model": option_field(model, enum=model_names),
+        "details": option_field(DETAILS),
+        "stream": option_field(STREAM),
+        "return_full_text": option_field(RETURN_FULL_TEXT),
+    }
+    return create_model("GenerateRequest", __base__=GenerateRequestBase, **fields)
 
 
-@dataclass(frozen=True)
-class GenerationRequest:
-    prompt: str
+FinishReason = Literal[FINISH_REASONS]  # type: ignore[valid-type]
+
+
+def _absent(value: Any) -> bool:
+    return value is None
+
+
+class Alternative(BaseModel):
+    id: int
+    text: str
+    prob: float | None
+
+
+class Token(BaseModel):
+    id: int
+    text: str = Field(description="Visible text this token adds (may be empty while a possible stop string is held "
+                      "back).")
+    logprob: float | None = Field(description="Natural log-probability of the token (null for -infinity).")
+    rank: int | None = Field(None, exclude_if=_absent, description="1 + how many tokens the model found more likely (only "
+                      "with details): GLTR's measure, 1 is the most likely token.")
+    alternatives: list[Alternative] | None = Field(None, exclude_if=_absent,
+                                            description="Most likely tokens at this step (only with details).")
+
+
+class Choice(BaseModel):
+    index: int
+    generated_text: str
+    full_text: str
+    finish_reason: FinishReason
+    generated_tokens: int
+    tokens: list[Token] | None = Field(None, exclude_if=_absent, description="Only when details is true.")
+
+
+class Timing(BaseModel):
+    total_ms: float
+    tokens_per_second: float | None
+
+
+class GenerateResponse(BaseModel):
     model: str
-    details: bool
-    stream: bool
-    options: dict[str, Any]  # the core's generation options the client may set, checked
-
-    def core_options(self, time_limit: float) -> dict[str, Any]:
-        """Keyword options for `Generator.generate` / `Generator.stream` (docs/architecture.md). Without a seed,
-        the core draws one that JavaScript numbers hold exactly, and reports it."""
-        top_alternatives = TOP_ALTERNATIVES if self.details else 0
-        return {**self.options, "time_limit": time_limit, "top_alternatives": top_alternatives}
-
-
-def _invalid(field: str, message: str) -> APIError:
-    return APIError(422, message, field=field)
+    prompt: str
+    generated_text: str = Field(description="The continuation of choices[0] (the prompt and the continuation with "
+                                "return_full_text).")
+    full_text: str = Field(description="Prompt + continuation (of choices[0]).")
+    finish_reason: FinishReason
+    prompt_tokens: int
+    generated_tokens: int
+    seed: int = Field(description="The seed used; send it back to reproduce this output.")
+    timing: Timing
+    choices: list[Choice] = Field(min_length=1)
 
 
-def _check_value(field: Field, value: Any, name: str) -> Any:
-    """`value` checked against `field`; errors name the spelling the client used (`name`, maybe an alias)."""
-    if field.option.type is int and isinstance(value, float) and value.is_integer():
-        value = int(value)  # JSON has one number type: many clients send 5.0 for 5
-    try:
-        return field.option.check(value)
-    except OptionError as error:
-        raise _invalid(name, f"{name} {error.problem}") from None
+class StreamTokenEvent(BaseModel):
+    """One generated token of a /generate stream."""
+
+    index: int = Field(description="Which returned sequence.")
+    token: Token
 
 
-def parse_generation_request(
-    body: Mapping[str, Any], fields: list[Field], max_new_tokens_cap: int
-) -> GenerationRequest:
-    """Check every field of a JSON object body; APIError(422, field=...) for the first bad one.
+class StreamDoneEvent(GenerateResponse):
+    """The last event of a /generate stream: the whole response (choices without tokens), marked done."""
 
-    JSON null means "not given" for every field, so clients can send their defaults explicitly.
-    """
-    by_name = {field.name: field for field in fields}
-    canonical = {alias: field.name for field in fields for alias in (field.name, *field.aliases)}
-    for key in body:
-        if key not in canonical:
-            allowed = ", ".join(
-                field.name + (f" (or {' / '.join(field.aliases)})" if field.aliases else "")
-                for field in fields
-            )
-            raise _invalid(str(key), f"unknown field {shown(key)}; allowed fields: {allowed}")
+    done: Literal[True] = True
 
-    given: dict[str, Any] = {}
-    for key, value in body.items():
-        name = canonical[key]
-        if value is None:
-            continue
-        if name in given:
-            spellings = [f for f in (name, *by_name[name].aliases) if body.get(f) is not None]
-            raise _invalid(key, f"give only one of {', '.join(spellings)}")
-        given[name] = _check_value(by_name[name], value, key)
 
-    values = {}
-    for field in fields:
-        if field.name in given:
-            values[field.name] = given[field.name]
-        elif field.required:
-            raise _invalid(field.name, f"{field.name} is required")
-        else:
-            values[field.name] = field.option.default
-    values["max_new_tokens"] = min(values["max_new_tokens"], max_new_tokens_cap)
-    options = {name: value for name, value in values.items() if name in _CORE_OPTIONS}
-    return GenerationRequest(values["prompt"], values["model"], values["details"], values["stream"], options)
+# --- errors --------------------------------------------------------------------------------------------------------
+
+ErrorType = Literal["bad_request", "not_found", "method_not_allowed", "payload_too_large", "invalid_field",
+                    "internal_error", "overloaded"]
+
+
+class ErrorDetail(BaseModel):
+    type: ErrorType
+    message: str
+    field: str | None = Field(None, exclude_if=_absent, description="The request field at fault, when there is one.")
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+# --- GET /models, GET /health --------------------------------------------------------------------------------------
+
+class LoadFailure(BaseModel):
+    name: str
+    error: str = Field(description="The kind of problem (the full message and path are in the server's log).")
+
+
+class TokenizerInfo(BaseModel):
+    kind: str
+    vocab_size: int
+
+
+class ModelInfo(BaseModel):
+    name: str
+    type: str
+    parameters: int
+    tokenizer: TokenizerInfo
+    context_length: int | None = Field(description="null for the LSTM (no fixed context).")
+    quantization: Literal[QUANTIZE_MODES] | None = Field(
+        description="int8: the linear layers run in int8 (QUANTIZE setting); null: float32."
+    )
+    metrics: dict[str, Any]
+    default: bool
+
+
+class ModelList(BaseModel):
+    models: list[ModelInfo]
+    default: str
+    unavailable: list[LoadFailure]
+
+
+class Generations(BaseModel):
+    active: int = Field(description="Generations running now in this process (this gunicorn worker).")
+    limit: int = Field(description="MAX_CONCURRENT_GENERATIONS.")
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    models: list[str]
+    default_model: str
+    unavailable: list[LoadFailure]
+    generations: Generations
+
+
+class RequestModels:
+    """The request models for one app's settings and loaded models (built once, in `init_app`)."""
+
+    def __init__(self, config: Mapping[str, Any], model_names: list[str], default_model: str) -> None:
+        self.generate = generate_request_model(config, model_names, default_model)

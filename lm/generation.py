@@ -57,7 +57,8 @@ class TokenEvent:
     id: int
     text: str  # visible text this token adds ("" while a possible stop string is held back)
     logprob: float
-    alternatives: list[Alternative] | None = None
+    alternatives: list[Alternative] | None = None  # with top_alternatives: the most likely tokens at this step
+    rank: int | None = None  # with top_alternatives: 1 + how many tokens were more likely (GLTR's measure)
 
 
 @dataclass
@@ -261,6 +262,7 @@ class Generator:
                     event = TokenEvent(b, token_id, text, chosen_logprobs[b])
                     if opts.top_alternatives:
                         event.alternatives = self._alternatives(log_probs[b], opts.top_alternatives)
+                        event.rank = int((log_probs[b] > chosen_logprobs[b]).sum()) + 1
                     choices[b].tokens.append(event)
                     choices[b].text += text
                     if reason is not None:

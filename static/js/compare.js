@@ -1,11 +1,10 @@
 import { GenerationError, streamGeneration, summaryText } from "./api.js";
 import { bindSliderOutputs, clearErrors, readSettings, showError } from "./form.js";
-import { TokenView } from "./tokens.js";
+import { TokenView, bindColouring } from "./tokens.js";
 
 const form = document.getElementById("compare-form");
 const generateButton = document.getElementById("generate");
 const stopButton = document.getElementById("stop");
-const toggle = document.getElementById("show-probabilities");
 const tip = document.getElementById("token-tip");
 const sides = ["a", "b"].map((side) => ({
   side,
@@ -24,7 +23,8 @@ for (const s of sides) {
   s.select.addEventListener("change", show);
   show();
 }
-toggle.addEventListener("change", () => sides.forEach((s) => s.view.setShowProbabilities(toggle.checked)));
+bindColouring(document.getElementById("show-probabilities"), document.getElementById("colouring"),
+  sides.map((s) => s.view));
 
 async function run(s, body, signal) {
   s.view.reset(body.prompt);

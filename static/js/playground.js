@@ -1,6 +1,6 @@
 import { GenerationError, streamGeneration, summaryText } from "./api.js";
 import { bindSliderOutputs, clearErrors, readSettings, showError } from "./form.js";
-import { TokenView } from "./tokens.js";
+import { TokenView, bindColouring } from "./tokens.js";
 
 const form = document.getElementById("generate-form");
 const generateButton = document.getElementById("generate");
@@ -8,8 +8,6 @@ const stopButton = document.getElementById("stop");
 const copyButton = document.getElementById("copy");
 const output = document.getElementById("output");
 const stats = document.getElementById("stats");
-const toggle = document.getElementById("show-probabilities");
-const legend = document.getElementById("legend");
 const view = new TokenView(output, document.getElementById("token-tip"));
 
 let controller = null;
@@ -21,10 +19,8 @@ if (wanted && [...form.elements.model.options].some((option) => option.value ===
 }
 bindSliderOutputs(form);
 
-toggle.addEventListener("change", () => {
-  view.setShowProbabilities(toggle.checked);
-  legend.hidden = !toggle.checked;
-});
+bindColouring(document.getElementById("show-probabilities"), document.getElementById("colouring"), [view],
+  document.querySelectorAll(".legend[data-colouring]"));
 
 function setBusy(busy) {
   generateButton.disabled = busy;

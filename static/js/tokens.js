@@ -1,10 +1,19 @@
-// The output view: generated tokens appended as text nodes (never HTML: a model can emit "<script>"),
-// each tinted by its probability when the probability view is on, with its top alternatives in a tooltip.
+// The output view: generated tokens appended as text nodes (never HTML: a model can emit "<script>"), coloured when
+// the probability view is on, either by probability (a tint from red to green) or, as GLTR does, by the token's
+// rank among the model's predictions (top 10 / 100 / 1,000 / beyond), with its top alternatives in a tooltip.
 
 const VISIBLE = { " ": "␣", "\n": "↵", "\t": "⇥" };
 
 function visible(text) {
   return text === "" ? "∅" : text.replace(/[ \n\t]/g, (c) => VISIBLE[c]);
+}
+
+// GLTR's buckets: the class a token gets for its rank (1 = the model's most likely token).
+export const RANK_BUCKETS = [[10, "rank-10"], [100, "rank-100"], [1000, "rank-1000"], [Infinity, "rank-beyond"]];
+export const COLOURINGS = ["probability", "rank"];
+
+function rankClass(rank) {
+  return RANK_BUCKETS.find(([limit]) => rank <= limit)[1];
 }
 
 function percent(p) {
@@ -17,7 +26,7 @@ export class TokenView {
     this.container = container;
     this.tip = tip;
     this.text = "";
-    this.showProbabilities = false;
+    this.colouring = null; // null (plain text), or one of COLOURINGS
     // Spans wait here and join the page once per animation frame: a fast model sends thousands of tokens a
     // second, and one DOM insertion each would keep the page too busy to answer Stop.
     this.pending = document.createDocumentFragment();
@@ -48,11 +57,12 @@ export class TokenView {
     if (token.text === "") return; // held back while it might be the start of a stop string
     const span = document.createElement("span");
     span.className = "tok";
+    if (token.rank) span.classList.add(rankClass(token.rank));
     span.textContent = token.text;
     const p = token.logprob === null ? null : Math.exp(token.logprob);
     span.tokenData = { ...token, p };
     if (p !== null) span.style.setProperty("--p", p.toFixed(3));
-    if (this.showProbabilities) span.tabIndex = 0;
+    if (this.colouring) span.tabIndex = 0;
     this.pending.append(span);
     if (!this.frame) this.frame = requestAnimationFrame(() => this.flush());
     this.text += token.text;
@@ -73,19 +83,21 @@ export class TokenView {
     this.container.append(span);
   }
 
-  setShowProbabilities(on) {
+  // null shows plain text; "probability" or "rank" colours every token and lets it be focused for its tooltip.
+  setColouring(colouring) {
     this.flush();
-    this.showProbabilities = on;
-    this.container.classList.toggle("probabilities", on);
+    this.colouring = colouring;
+    this.container.classList.toggle("probabilities", colouring === "probability");
+    this.container.classList.toggle("ranks", colouring === "rank");
     for (const span of this.container.querySelectorAll(".tok")) {
-      if (on) span.tabIndex = 0;
+      if (colouring) span.tabIndex = 0;
       else span.removeAttribute("tabindex");
     }
-    if (!on) this.#hideTip();
+    if (!colouring) this.#hideTip();
   }
 
   #point(target) {
-    if (!this.showProbabilities || !target.classList || !target.classList.contains("tok")) return;
+    if (!this.colouring || !target.classList || !target.classList.contains("tok")) return;
     const data = target.tokenData;
     const tip = this.tip;
     tip.replaceChildren();
@@ -93,6 +105,7 @@ export class TokenView {
     const strong = document.createElement("strong");
     strong.textContent = visible(data.text);
     head.append(strong, ` ${percent(data.p)}`);
+    if (data.rank) head.append(` · rank ${data.rank.toLocaleString("en")}`);
     tip.append(head);
     if (data.alternatives && data.alternatives.length) {
       const list = document.createElement("ol");
@@ -121,4 +134,17 @@ export class TokenView {
   #hideTip() {
     this.tip.hidden = true;
   }
+}
+
+// Wires the page's "Show probabilities" checkbox and its "colour by" select to token views and legends (each
+// legend's data-colouring names the colouring it explains).
+export function bindColouring(toggle, select, views, legends = []) {
+  const apply = () => {
+    const colouring = toggle.checked ? select.value : null;
+    for (const view of views) view.setColouring(colouring);
+    for (const legend of legends) legend.hidden = legend.dataset.colouring !== colouring;
+  };
+  toggle.addEventListener("change", apply);
+  select.addEventListener("change", apply);
+  apply();
 }

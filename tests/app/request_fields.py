@@ -16,5 +16,6 @@ REQUEST_FIELDS = (
     "model",
     "details",
     "stream",
+    "return_full_text",
 )
 LENGTH_ALIASES = ("max_new_tokens", "max_length", "max_seq_len")

@@ -116,6 +116,7 @@ def test_details_give_logprobs_and_alternatives(client):
     assert "".join(t["text"] for t in tokens) == body["generated_text"]
     for token in tokens:
         assert token["logprob"] <= 0
+        assert 1 <= token["rank"] <= 3  # top_k 3: the drawn token is among the 3 most likely
         assert 1 <= len(token["alternatives"]) <= 5
         assert all(0 <= alt["prob"] <= 1 for alt in token["alternatives"])
 
@@ -161,12 +162,19 @@ def test_time_limit_ends_the_generation(models_dir):
         ("prompt", "x" * 4001),
         ("max_new_tokens", -1),
         ("max_new_tokens", 2.5),
-        ("max_new_tokens", "10"),
+        ("max_new_tokens", "10.5"),  # a numeric string is read only when it is a clean number of the field's type
+        ("max_new_tokens", " 10"),
+        ("max_new_tokens", "1_000"),
+        ("max_new_tokens", "9" * 50),
         ("max_new_tokens", True),
         ("max_length", -3),
         ("max_seq_len", "many"),
         ("temperature", -0.1),
         ("temperature", "hot"),
+        ("temperature", "nan"),
+        ("temperature", "inf"),
+        ("temperature", "0x1p-2"),
+        ("temperature", ""),
         ("temperature", 101),
         ("temperature", 1e-9),
         ("temperature", False),
@@ -191,6 +199,7 @@ def test_time_limit_ends_the_generation(models_dir):
         ("num_return_sequences", 9),
         ("model", 7),
         ("details", "yes"),
+        ("details", "true"),  # booleans stay strict
         ("stream", 1),
     ],
 )
@@ -200,6 +209,36 @@ def test_bad_values_are_422_naming_the_field(client, field, value):
     assert response.status_code == 422, response.get_json()
     error = response.get_json()["error"]
     assert error["type"] == "invalid_field" and error["field"] == field and field in error["message"]
+
+
+def test_the_seed_apps_page_body_is_answered(client):
+    """The seed app's page sends JSON.stringify({prompt, max_seq_len, temperature}) of its range inputs' values:
+    strings, and no Content-Type."""
+    response = client.post("/generate", data='{"prompt": "harry", "max_seq_len": "30", "temperature": "0.6"}')
+    assert response.status_code == 200, response.get_json()
+    body = response.get_json()
+    assert body["prompt"] == "harry" and 0 < body["generated_tokens"] <= 30
+
+
+@pytest.mark.parametrize("field, text, value", [("max_new_tokens", "7", 7), ("temperature", "0.6", 0.6),
+                                                ("top_p", ".9", 0.9), ("seed", "12", 12), ("top_k", "+3", 3),
+                                                ("repetition_penalty", "1e0", 1.0)])
+def test_numeric_strings_are_read_as_numbers(client, field, text, value):
+    body = {"prompt": "A", "max_new_tokens": 4, "seed": 1}
+    as_number = client.post("/generate", json={**body, field: value}).get_json()
+    as_string = client.post("/generate", json={**body, field: text}).get_json()
+    assert as_string["generated_text"] == as_number["generated_text"]
+
+
+def test_return_full_text_puts_the_prompt_in_generated_text(client):
+    plain = generate(client, prompt="ROMEO:", max_new_tokens=5, seed=2).get_json()
+    full = generate(client, prompt="ROMEO:", max_new_tokens=5, seed=2, return_full_text=True).get_json()
+    assert full["generated_text"] == "ROMEO:" + plain["generated_text"] == full["full_text"]
+    assert full["choices"][0]["generated_text"] == full["generated_text"]
+    *_, done = sse_events(generate(client, prompt="ROMEO:", max_new_tokens=5, seed=2, stream=True,
+                                   return_full_text=True).data)
+    assert done["generated_text"] == full["generated_text"]
+    assert generate(client, prompt="A", return_full_text="yes").status_code == 422
 
 
 def test_lone_surrogates_are_refused(client):

@@ -83,6 +83,32 @@ def test_generate_streams_text_into_the_page(server, page):
     assert page.problems == []
 
 
+def test_rank_colouring_shows_gltrs_buckets(server, page):
+    generate(server, page, max_new_tokens=40)
+    page.check("#show-probabilities")
+    assert "probabilities" in page.get_attribute("#output", "class")
+    assert page.locator('.legend[data-colouring="probability"]').is_visible()
+    page.select_option("#colouring", "rank")
+    classes = page.get_attribute("#output", "class").split()
+    assert "ranks" in classes and "probabilities" not in classes
+    assert page.locator('.legend[data-colouring="rank"]').is_visible()
+    assert page.locator('.legend[data-colouring="probability"]').is_hidden()
+    shown = page.eval_on_selector_all("#output .tok", "spans => spans.map(s => [s.tokenData.rank, s.className])")
+    assert shown
+    for rank, class_name in shown:
+        bucket = next(name for limit, name in ((10, "rank-10"), (100, "rank-100"), (1000, "rank-1000"),
+                                               (float("inf"), "rank-beyond")) if rank <= limit)
+        assert rank >= 1 and bucket in class_name.split(), (rank, class_name)
+    page.locator("#output .tok").first.focus()
+    assert f"rank {shown[0][0]}" in page.text_content("#token-tip")
+    # GLTR's green for the top 10 (the tiny models' vocabulary has about 80 tokens, so 10 and 100 are what occur)
+    colours = page.eval_on_selector_all("#output .tok.rank-10", "spans => spans.map(s => getComputedStyle(s).backgroundColor)")
+    assert set(colours) <= {"rgb(173, 255, 128)"}
+    page.uncheck("#show-probabilities")
+    assert page.locator(".legend[data-colouring]:visible").count() == 0
+    assert page.problems == []
+
+
 def test_copy_puts_prompt_and_generation_on_the_clipboard(server, page):
     page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server.url)
     shown = generate(server, page)

@@ -20,6 +20,14 @@ def check(instance, schema, doc, path="$"):
         return check(instance, doc["components"]["schemas"][name], doc, path)
     for part in schema.get("allOf", []):
         check(instance, part, doc, path)
+    if "anyOf" in schema:
+        failures = []
+        for part in schema["anyOf"]:
+            try:
+                check(instance, part, doc, path)
+            except AssertionError as failure:
+                failures.append(str(failure))
+        assert len(failures) < len(schema["anyOf"]), f"{path}: {instance!r} matches none of {failures}"
     if "not" in schema:
         try:
             check(instance, schema["not"], doc, path)
@@ -31,6 +39,12 @@ def check(instance, schema, doc, path="$"):
                        ("exclusiveMinimum", lambda v, b: v > b), ("exclusiveMaximum", lambda v, b: v < b)):
         if key in schema and isinstance(instance, (int, float)) and not isinstance(instance, bool):
             assert holds(instance, schema[key]), f"{path}: {instance!r} breaks {key} {schema[key]}"
+    for key, holds in (("maxLength", lambda v, b: len(v) <= b), ("minLength", lambda v, b: len(v) >= b)):
+        if key in schema and isinstance(instance, str):
+            assert holds(instance, schema[key]), f"{path}: {instance!r} breaks {key} {schema[key]}"
+    for key, holds in (("maxItems", lambda v, b: len(v) <= b), ("minItems", lambda v, b: len(v) >= b)):
+        if key in schema and isinstance(instance, list):
+            assert holds(instance, schema[key]), f"{path}: {len(instance)} items break {key} {schema[key]}"
     if "const" in schema:
         assert instance == schema["const"], f"{path}: {instance!r} != {schema['const']!r}"
     if "enum" in schema:

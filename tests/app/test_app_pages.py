@@ -75,6 +75,7 @@ def test_playground_has_the_controls(client):
         "repetition_penalty",
         "seed",
         "show-probabilities",
+        "colouring",
     } <= ids
 
 

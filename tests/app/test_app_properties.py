@@ -46,10 +46,11 @@ valid = {
     "model": st.sampled_from(["tiny-gpt", "tiny-lstm"]),
     "details": st.booleans(),
     "stream": st.booleans(),
+    "return_full_text": st.booleans(),
 }
 edges = {
     "prompt": st.text(st.characters(codec=None, categories=["Cs", "Ll"]), max_size=5),
-    "max_new_tokens": st.integers(-2, 10**6),
+    "max_new_tokens": st.integers(-2, 10**6) | st.integers(-2, 10**6).map(str) | st.text(max_size=6),
     "max_length": st.integers(-2, 10**6),
     "max_seq_len": st.integers(-2, 10**6),
     "temperature": st.floats(-1, 200) | st.floats(0, 0.002),
@@ -62,6 +63,7 @@ edges = {
     "model": st.text(max_size=10),
     "details": json_values,
     "stream": json_values,
+    "return_full_text": json_values,
 }
 
 

@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 
@@ -76,6 +78,9 @@ def test_empty_prompt_and_top_alternatives(model_dir):
     for event in result.tokens:
         probs = [a.prob for a in event.alternatives]
         assert len(probs) == 3 and probs == sorted(probs, reverse=True) and sum(probs) <= 1 + 1e-6
+        # the rank is 1 + how many tokens were more likely: among the top 3, it is the token's place there
+        more_likely = sum(a.prob > math.exp(event.logprob) * (1 + 1e-6) for a in event.alternatives)
+        assert event.rank >= 1 + more_likely and (more_likely == 3 or event.rank == 1 + more_likely)
 
 
 def test_unk_is_never_sampled_even_when_the_model_prefers_it(tmp_path, char_tokenizer):
