@@ -1,15 +1,20 @@
 """The generation engine: prompt in, continuation out, one token at a time with the model's state carried along.
 
-`Generator.stream` yields a `TokenEvent` per token as it is produced; `Generator.generate` runs the same loop to the
-end. Both decode incrementally: the LSTM carries its (h, c), the GPT its KV cache, so each new token costs one
-position, never a recompute of the whole sequence.
+`Generator.stream` yields a `TokenEvent` per token as it is produced; `Generator.generate` returns the finished
+result. Both hand the request to the model's scheduler (lm/scheduler.py), which decodes it together with every other
+request in flight, one batched forward pass per token, each row carrying its own state: the LSTM its (h, c), the GPT
+its rows of the KV cache, so each new token costs one position, never a recompute of the whole sequence. This module
+says what a token means to its request: text (incremental decoding, stop strings), events, the finish reason and the
+result.
 """
 
 from __future__ import annotations
 
+import math
 import os
+import queue
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +44,7 @@ from lm.options import (
 )
 from lm.quantize import check_quantize, quantize_model
 from lm.sampling import ProcessorChain
+from lm.scheduler import Draw, Request, Scheduler, SchedulerLimits
 from lm.tokenizers import Tokenizer
 
 DRAWN_SEED_LIMIT = 2**53  # drawn seeds stay exact in JavaScript numbers (the browser UI shows and reuses them)
@@ -73,7 +79,9 @@ class GenerationResult:
     choices: list[Choice]
     prompt_tokens: int
     seed: int
-    elapsed: float  # seconds
+    elapsed: float  # seconds, from the request to its last token
+    queued: float = 0.0  # seconds it waited for room in the batch
+    time_to_first_token: float | None = None  # seconds from the request to its first token (None: no token)
 
     @property
     def text(self) -> str:
@@ -157,28 +165,148 @@ class _TextTracker:
         return text
 
 
-class GenerationStream:
-    """Iterate for `TokenEvent`s; `result` holds the `GenerationResult` once iteration has ended."""
+_END = object()  # the last item of a request's event queue: its result or its error is ready
 
-    def __init__(self, run: Callable[[GenerationStream], Iterator[TokenEvent]]) -> None:
+
+class _Generation(Request):
+    """One call of `Generator.stream` or `Generator.generate`, as the scheduler sees it: its sequences' text,
+    events and finish reasons, and the result once every sequence has ended."""
+
+    def __init__(self, generator: Generator, prompt_ids: list[int], opts: GenerationOptions, chain: ProcessorChain,
+                 seed: int, events: bool) -> None:
+        tokenizer = generator.tokenizer
+        self.ids = list(generator.family.prompt_window(generator.model, prompt_ids or [tokenizer.start_id]))
+        self.sequences = opts.num_return_sequences
+        self.chain = chain
+        self.top_alternatives = opts.top_alternatives
+        self.seed = seed
+        self.opts = opts
+        self.tokenizer = tokenizer
+        self.prompt_tokens = len(prompt_ids)
+        self.events: queue.SimpleQueue = queue.SimpleQueue()  # TokenEvents (when `events`), then _END
+        self.send_events = events
+        self.trackers = [_TextTracker(tokenizer, opts.stop) for _ in range(self.sequences)]
+        self.choices = [Choice(text="", finish_reason=FINISHED_BY_LENGTH) for _ in range(self.sequences)]
+        self.running = self.sequences
+        self.submitted = time.perf_counter()
+        self.started: float | None = None
+        self.first_token: float | None = None
         self.result: GenerationResult | None = None
-        self._events = run(self)  # a generator: nothing runs until the first next()
+        self.error: BaseException | None = None
+        self._done = False
+        if opts.max_new_tokens == 0:
+            self._complete()
+
+    @property
+    def done(self) -> bool:
+        return self._done
+
+    def admitted(self) -> None:
+        self.started = time.perf_counter()
+
+    def accept(self, sequence: int, draw: Draw, now: float) -> bool:
+        opts, choice = self.opts, self.choices[sequence]
+        reason = None
+        if opts.stop_at_eos and draw.id == self.tokenizer.eos_id:
+            reason = FINISHED_BY_EOS
+        elif opts.time_limit is not None and now - self.started >= opts.time_limit:
+            reason = FINISHED_BY_TIME_LIMIT
+        elif len(choice.tokens) == opts.max_new_tokens - 1:
+            reason = FINISHED_BY_LENGTH
+        tracker = self.trackers[sequence]
+        if reason == FINISHED_BY_EOS:
+            text, stopped = tracker.flush(), False
+        else:
+            text, stopped = tracker.push(draw.id, last=reason is not None)
+        if stopped:
+            reason = FINISHED_BY_STOP
+        event = TokenEvent(sequence, draw.id, text, draw.logprob)
+        if draw.alternatives is not None:
+            event.rank = draw.rank
+            event.alternatives = [Alternative(i, self.tokenizer.token_text(i), math.exp(lp))
+                                  for i, lp in draw.alternatives if lp > float("-inf")]
+        choice.tokens.append(event)
+        choice.text += text
+        if self.first_token is None:
+            self.first_token = now
+        if self.send_events:
+            self.events.put(event)
+        if reason is not None:
+            choice.finish_reason = reason
+            self.running -= 1
+            if self.running == 0:
+                self._complete()
+        return reason is not None
+
+    def _complete(self) -> None:
+        now = time.perf_counter()
+        self.result = GenerationResult(
+            self.choices, self.prompt_tokens, self.seed, now - self.submitted,
+            queued=(self.started or now) - self.submitted,
+            time_to_first_token=None if self.first_token is None else self.first_token - self.submitted,
+        )
+        self._done = True
+        self.events.put(_END)
+
+    def finish(self, error: BaseException | None = None) -> None:
+        if self._done:
+            return
+        self.error = error
+        self._done = True
+        self.events.put(_END)
+
+    def cancel(self) -> None:
+        """The client has gone: no more tokens (the scheduler drops its rows at the next step)."""
+        self._done = True
+
+    def outcome(self) -> GenerationResult:
+        """Waits for the end; the result, or the error raised."""
+        while self.events.get() is not _END:
+            pass
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+class GenerationStream:
+    """Iterate for `TokenEvent`s as the scheduler produces them; `result` holds the `GenerationResult` once
+    iteration has ended. An error (Overloaded, a failure while generating) is raised by the iteration."""
+
+    def __init__(self, request: _Generation, scheduler: Scheduler) -> None:
+        self.result: GenerationResult | None = None
+        self._request = request
+        self._scheduler = scheduler
+        self._ended = False
 
     def __iter__(self) -> Iterator[TokenEvent]:
-        return self._events
+        return self
 
     def __next__(self) -> TokenEvent:
-        return next(self._events)
+        if self._ended:
+            raise StopIteration
+        item = self._request.events.get()
+        if item is not _END:
+            return item
+        self._ended = True
+        if self._request.error is not None:
+            raise self._request.error
+        self.result = self._request.result
+        raise StopIteration
 
     def close(self) -> None:
-        """Stop generating; no more tokens are computed."""
-        self._events.close()
+        """Stop generating (e.g. the HTTP client went away): no more tokens are computed, and `result` stays None."""
+        if not self._ended:
+            self._ended = True
+            self._request.cancel()
+            self._scheduler.wake()
 
 
 class Generator:
-    """A loaded model directory, ready to continue prompts. Safe to share between threads."""
+    """A loaded model directory, ready to continue prompts. Safe to share between threads: every call goes to the
+    model's one scheduler, which batches them (`limits`: lm.scheduler.SchedulerLimits)."""
 
-    def __init__(self, loaded: LoadedModel, device: str | torch.device = "cpu", quantize: str | None = None) -> None:
+    def __init__(self, loaded: LoadedModel, device: str | torch.device = "cpu", quantize: str | None = None,
+                 limits: SchedulerLimits | None = None) -> None:
         self.model = loaded.model
         self.tokenizer = loaded.tokenizer
         self.config = loaded.config
@@ -191,16 +319,23 @@ class Generator:
         self.device = torch.device(device)
         self.quantize = check_quantize(quantize)
         if quantize is not None:
-            quantize_model(self.model, quantize)
+            quantize_model(self.model, quantize)  # before the scheduler: it batches the int8 model too
+        self.scheduler = Scheduler(self.model, self.family, self.device, limits, name=self.name)
 
     def generate(self, prompt: str = "", **options: Any) -> GenerationResult:
-        stream = self.stream(prompt, **options)
-        for _ in stream:
-            pass
-        return stream.result
+        """The finished generation (Overloaded when the scheduler has no room)."""
+        return self._submit(prompt, options, events=False).outcome()
 
     def stream(self, prompt: str = "", **options: Any) -> GenerationStream:
-        """Validates the options at once (ValueError), then generates lazily as the stream is iterated."""
+        """Checks the options at once (ValueError) and queues the request (Overloaded when too many wait); tokens
+        arrive as the stream is iterated."""
+        return GenerationStream(self._submit(prompt, options, events=True), self.scheduler)
+
+    def close(self) -> None:
+        """Stop the scheduler's loop (requests still waiting or running get SchedulerClosed)."""
+        self.scheduler.stop()
+
+    def _submit(self, prompt: str, options: dict[str, Any], events: bool) -> _Generation:
         PROMPT.check(prompt)
         try:
             opts = GenerationOptions(**options)
@@ -216,82 +351,21 @@ class Generator:
         suppress = [self.tokenizer.unk_id] if self.tokenizer.unk_id is not None else []
         chain = ProcessorChain(opts.temperature, opts.top_k, opts.top_p, opts.repetition_penalty, suppress)
         seed = opts.seed if opts.seed is not None else int.from_bytes(os.urandom(8), "little") % DRAWN_SEED_LIMIT
-        return GenerationStream(lambda stream: self._run(prompt, opts, chain, seed, stream))
-
-    def _run(self, prompt: str, opts: GenerationOptions, chain: ProcessorChain, seed: int, stream: GenerationStream):
-        started = time.perf_counter()
-        prompt_ids = self.tokenizer.encode(prompt)
-        batch = opts.num_return_sequences
-        trackers = [_TextTracker(self.tokenizer, opts.stop) for _ in range(batch)]
-        choices = [Choice(text="", finish_reason=FINISHED_BY_LENGTH) for _ in range(batch)]
-        rng = torch.Generator().manual_seed(seed)
-        window = self.family.prompt_window(self.model, prompt_ids or [self.tokenizer.start_id])
-        with torch.inference_mode():
-            history = torch.tensor([window] * batch, dtype=torch.long, device=self.device)  # (B, T)
-            state = self.model.init_state(batch, self.device)
-            output = self.model(history, state)
-            state = output.state
-            logits = output.logits[:, -1]  # (B, V)
-            active = list(range(batch))
-            for step in range(opts.max_new_tokens):
-                # each tensor operation here costs microseconds, several times its cost in isolation because the
-                # model step has just flushed the CPU caches: keep them few (docs/benchmarks.md)
-                view, sampling = chain(logits, history)
-                next_ids = chain.choose_next(sampling, rng)  # (B, 1)
-                log_probs = view.log_softmax(dim=-1)
-                # one conversion per step, not one tensor index per sequence: it adds up at batch 8
-                chosen_ids = next_ids.view(-1).tolist()
-                chosen_logprobs = log_probs.gather(1, next_ids).view(-1).tolist()
-                out_of_time = opts.time_limit is not None and time.perf_counter() - started >= opts.time_limit
-                last_step = step == opts.max_new_tokens - 1
-                for b in list(active):
-                    token_id = chosen_ids[b]
-                    reason = None
-                    if opts.stop_at_eos and token_id == self.tokenizer.eos_id:
-                        reason = FINISHED_BY_EOS
-                    elif out_of_time:
-                        reason = FINISHED_BY_TIME_LIMIT
-                    elif last_step:
-                        reason = FINISHED_BY_LENGTH
-                    if reason == FINISHED_BY_EOS:
-                        text, stopped = trackers[b].flush(), False
-                    else:
-                        text, stopped = trackers[b].push(token_id, last=reason is not None)
-                    if stopped:
-                        reason = FINISHED_BY_STOP
-                    event = TokenEvent(b, token_id, text, chosen_logprobs[b])
-                    if opts.top_alternatives:
-                        event.alternatives = self._alternatives(log_probs[b], opts.top_alternatives)
-                        event.rank = int((log_probs[b] > chosen_logprobs[b]).sum()) + 1
-                    choices[b].tokens.append(event)
-                    choices[b].text += text
-                    if reason is not None:
-                        choices[b].finish_reason = reason
-                        active.remove(b)
-                    yield event
-                if not active:
-                    break
-                history = torch.cat([history, next_ids], dim=1)
-                output = self.model(next_ids, self.family.make_room(self.model, state, history, self.device))
-                state, logits = output.state, output.logits[:, -1]
-        stream.result = GenerationResult(choices, len(prompt_ids), seed, time.perf_counter() - started)
-
-    def _alternatives(self, log_probs: torch.Tensor, n: int) -> list[Alternative]:
-        top = torch.topk(log_probs, n)
-        return [
-            Alternative(int(i), self.tokenizer.token_text(int(i)), float(lp.exp()))
-            for lp, i in zip(top.values, top.indices)
-            if lp > float("-inf")
-        ]
+        request = _Generation(self, self.tokenizer.encode(prompt), opts, chain, seed, events)
+        if not request.done:
+            self.scheduler.submit(request)
+        return request
 
 
 def load(path: str | os.PathLike, device: str | torch.device = "cpu", dtype: str = "auto",
-         quantize: str | None = None) -> Generator:
+         quantize: str | None = None, limits: SchedulerLimits | None = None) -> Generator:
     """Load any model directory for generation. `dtype`: what the model computes in; `auto` keeps half-precision
     weights only where they are measured faster than float32 on `device` (lm.checkpoint.compute_dtype).
-    `quantize="int8"` runs the linear layers in int8 (CPU only, from float32 weights: see lm.quantize)."""
+    `quantize="int8"` runs the linear layers in int8 (CPU only, from float32 weights: see lm.quantize). `limits`:
+    how much its scheduler takes on at once."""
     if check_quantize(quantize) is not None:
         if dtype not in ("auto", "float32"):
             raise OptionError("quantize", f"int8 is made from float32 weights; it cannot go with dtype {dtype!r}")
         dtype = "float32"
-    return Generator(load_model_dir(Path(path), device=device, dtype=dtype), device=device, quantize=quantize)
+    return Generator(load_model_dir(Path(path), device=device, dtype=dtype), device=device, quantize=quantize,
+                     limits=limits)

@@ -97,6 +97,8 @@ class ProcessorChain:
         suppress_ids: Sequence[int] = (),
     ) -> None:
         self.greedy = TEMPERATURE.check(temperature) == 0
+        # equal for chains that process logits alike, so that rows of several requests can share one pass
+        self.key = (temperature, top_k, top_p, repetition_penalty, tuple(sorted(set(suppress_ids))))
         self.shaping = [SuppressTokens(suppress_ids), RepetitionPenalty(repetition_penalty)]
         if not self.greedy:
             self.shaping.append(Temperature(temperature))
@@ -113,17 +115,25 @@ class ProcessorChain:
             logits = step(logits, history)
         return view, logits
 
-    def choose_next(self, sampling_logits: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    @property
+    def reads_history(self) -> bool:
+        """Whether a step looks at the tokens already in the sequence (the repetition penalty)."""
+        return self.shaping[1].penalty != 1.0
+
+    def choose_next(self, sampling_logits: torch.Tensor, generator: torch.Generator | None = None,
+                    uniforms: torch.Tensor | None = None) -> torch.Tensor:
         """(B, V) -> (B, 1) token ids, a column ready to feed back to the model: argmax when greedy, else a draw
-        from the softmax."""
+        from the softmax (at `uniforms`, one point per row, when given; else drawn from `generator`)."""
         if self.greedy:
             return sampling_logits.argmax(dim=-1, keepdim=True)
-        return sample_rows(sampling_logits.softmax(dim=-1), generator)
+        return sample_rows(sampling_logits.softmax(dim=-1), generator, uniforms)
 
 
-def sample_rows(probs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+def sample_rows(probs: torch.Tensor, generator: torch.Generator | None = None,
+                uniforms: torch.Tensor | None = None) -> torch.Tensor:
     """One token id per row of probs (B, V) -> (B, 1), drawn by inverting the cumulative distribution at a uniform
-    point.
+    point: `uniforms` (B, 1) in [0, 1) when given (each row's own draw, as the scheduler makes them, so that a row
+    samples alike in any batch), else drawn from `generator`.
 
     Exact like torch.multinomial, and several times faster on a few rows, where a decode step has a fraction of a
     millisecond to spend (bench/generation.py). In float64 the point u * total (u < 1) always falls below the last
@@ -132,6 +142,8 @@ def sample_rows(probs: torch.Tensor, generator: torch.Generator | None = None) -
     """
     device = probs.device
     cdf = probs.cpu().cumsum(dim=-1, dtype=torch.float64)  # (B, V); the generator lives on the CPU
-    points = torch.rand(cdf.shape[0], 1, dtype=torch.float64, generator=generator).mul_(cdf[:, -1:])  # (B, 1)
+    if uniforms is None:
+        uniforms = torch.rand(cdf.shape[0], 1, dtype=torch.float64, generator=generator)
+    points = uniforms.to(torch.float64) * cdf[:, -1:]  # (B, 1)
     ids = torch.searchsorted(cdf, points, right=True)
     return ids if device.type == "cpu" else ids.to(device)

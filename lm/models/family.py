@@ -105,12 +105,32 @@ class Family(ABC):
         evaluation) and no segment is read by weights changed after it."""
 
     # --- generation ---------------------------------------------------------------------------------------------
+    # The scheduler (lm/scheduler.py) keeps one state for a batch of rows, each row a sequence: a prompt is read on
+    # its own (`model(ids, model.init_state(1))`), then joins the batch; every step feeds one token per row; rows
+    # leave when their sequence ends. By default the state is tensors with the batch first (or None), nested in
+    # lists and tuples, as the LSTM's (h, c) per layer.
     def prompt_window(self, model: nn.Module, ids: Sequence[int]) -> Sequence[int]:
         """The part of a prompt's token ids the model reads first."""
         return ids
 
-    def make_room(self, model: nn.Module, state: Any, history: torch.Tensor, device: torch.device) -> Any:
-        """The state to feed one more token with, once `history` (B, T) has been generated."""
+    def join_rows(self, model: nn.Module, state: Any, row_state: Any, copies: int) -> Any:
+        """The batch's `state` (from `model.init_state(0)` at first) with `copies` rows appended, each continuing
+        `row_state`, the state of one row."""
+        return _nested(lambda batch, row: torch.cat([batch, row.expand(copies, *row.shape[1:])]), state, row_state)
+
+    def keep_rows(self, model: nn.Module, state: Any, keep: list[int]) -> Any:
+        """The batch's `state` with only the rows `keep` lists, in that order (a row moves only into a row that is
+        not kept)."""
+        index = None
+        def select(batch: torch.Tensor) -> torch.Tensor:
+            nonlocal index
+            index = torch.tensor(keep, device=batch.device) if index is None else index
+            return batch.index_select(0, index)
+        return _nested(select, state)
+
+    def make_room(self, model: nn.Module, state: Any, histories: Sequence[Sequence[int]], device: Any) -> Any:
+        """The state to feed one more token per row with, once row r has read `histories[r]` (its last token is the
+        one about to be fed)."""
         return state
 
     # --- description --------------------------------------------------------------------------------------------
@@ -160,15 +180,28 @@ class WindowedFamily(Family):
     def prompt_window(self, model, ids):
         return ids[-model.context_length:]
 
-    def make_room(self, model, state, history, device):
-        """A cache that can slide makes room itself; one that cannot (learned positions) and is full is replaced:
-        the last half-context is re-encoded, so decoding goes on with as much context as fits."""
-        if not model.needs_reencode_to_slide or state.length < model.context_length:
+    def join_rows(self, model, state, row_state, copies):
+        if state.rows == 0 and copies == 1:
+            return row_state  # a batch of one: no copy
+        state.add_rows(row_state, copies)
+        return state
+
+    def keep_rows(self, model, state, keep):
+        state.keep_rows(keep)
+        return state
+
+    def make_room(self, model, state, histories, device):
+        """A cache that can slide makes room itself, row by row; a row that cannot (learned positions) and is full
+        is re-encoded from the last half-context of its history, so decoding goes on with as much context as fits."""
+        if not model.needs_reencode_to_slide:
             return state
-        keep = history[:, -(model.context_length // 2): -1]
-        fresh = model.init_state(history.shape[0], device)
-        model(keep, fresh)
-        return fresh
+        for row, length in enumerate(state.lengths):
+            if length >= model.context_length:
+                keep = list(histories[row][-(model.context_length // 2): -1])
+                fresh = model.init_state(1, device)
+                model(torch.tensor([keep], device=device), fresh)
+                state.replace_row(row, fresh)
+        return state
 
     def limitations(self, model_config):
         return [f"It attends to the last {model_config['context_length']} tokens only; longer generations slide "
@@ -208,6 +241,16 @@ class RecurrentFamily(Family):
             output = model(x, state)
             state = self.carry(output.state)
             yield output.logits, y
+
+
+def _nested(change, state: Any, *others: Any) -> Any:
+    """`change` applied to each tensor of `state` (with the tensors at the same place in `others`), keeping the
+    nesting of lists and tuples; None stays None."""
+    if state is None:
+        return None
+    if isinstance(state, torch.Tensor):
+        return change(state, *others)
+    return type(state)(_nested(change, part, *(other[i] for other in others)) for i, part in enumerate(state))
 
 
 def _detached(state: Any) -> Any:

@@ -46,58 +46,162 @@ class GPTConfig:
 
 
 class KVCache:
-    """Keys and values of every layer in preallocated buffers (B, nh, capacity, hs), so a decoding step writes one
-    slot instead of copying the whole cache. Valid positions are [start, end); `offset` counts the positions that
-    slid off the front. A forward pass calls `make_room`, each layer `store`, then `advance`."""
+    """Keys and values of every layer for a batch of rows (sequences), in preallocated buffers
+    (rows, nh, capacity, hs), so a decoding step writes one column instead of copying the cache.
 
-    def __init__(self, n_layer: int, context_length: int) -> None:
+    Rows are right-aligned: every row's newest position is in column `end - 1`, and row r holds its positions in
+    columns [starts[r], end). Rows of one length (one prompt, or the sequences of one request) attend without a mask;
+    rows that joined a batch at different times (continuous batching, lm/scheduler.py) have different starts and
+    attend under a per-row mask (`step_mask`). `positions[r]` is the position of row r's next token (rotary positions
+    count the ones that slid off the front). A forward pass calls `make_room`, each layer `store`, then `advance`.
+    Rows come and go with `add_rows`, `keep_rows` and `replace_row`.
+    """
+
+    def __init__(self, n_layer: int, context_length: int, rows: int = 1) -> None:
         self.keys: list[torch.Tensor | None] = [None] * n_layer
         self.values: list[torch.Tensor | None] = [None] * n_layer
+        self.context_length = context_length
         self.capacity = 2 * context_length  # room to slide for a whole context before compacting
-        self.start = self.end = 0
-        self.offset = 0
+        # `end` starts (and compacts back to) one context in: any row, at most a context long, can join right-aligned
+        self.end = context_length
+        self.starts = [self.end] * rows
+        self.positions = [0] * rows
+        self.step_mask: torch.Tensor | None = None  # (rows, 1, 1, columns) for this step when the starts differ
+
+    @property
+    def rows(self) -> int:
+        return len(self.starts)
 
     @property
     def length(self) -> int:
-        return self.end - self.start
+        """Positions held by the longest row (all of them, for rows of one length)."""
+        return self.end - min(self.starts, default=self.end)
+
+    @property
+    def lengths(self) -> list[int]:
+        return [self.end - start for start in self.starts]
+
+    @property
+    def offset(self) -> int:
+        """Positions that slid off the front (rows of one length)."""
+        return self.positions[0] - self.length
+
+    @property
+    def aligned(self) -> bool:
+        """Whether every row holds as many positions, at the same positions (no mask, one rotation for all)."""
+        return len(set(self.starts)) <= 1 and len(set(self.positions)) <= 1
 
     def drop_front(self, n: int) -> None:
-        self.start += n
-        self.offset += n
+        """Every row forgets its `n` oldest positions."""
+        self.slide(self.length - n)
+
+    def slide(self, keep: int) -> None:
+        """Each row keeps at most its `keep` newest positions."""
+        self.starts = [max(start, self.end - keep) for start in self.starts]
 
     def make_room(self, new: int) -> None:
-        if self.end + new <= self.capacity:
-            return
-        if self.keys[0] is not None:  # compact: move the valid window to the front (once per context of steps)
-            for buffers in (self.keys, self.values):
-                for i, buf in enumerate(buffers):
-                    buffers[i] = buf[:, :, self.start : self.end].clone()
-        self.capacity = max(self.capacity, self.length + new)
-        self.end -= self.start
-        self.start = 0
-        self.keys = [self._resize(k) for k in self.keys]
-        self.values = [self._resize(v) for v in self.values]
+        if self.end + new > self.capacity:
+            self._compact(new)
+        low = min(self.starts, default=self.end)
+        if any(start != low for start in self.starts):
+            columns = torch.arange(low, self.end + new, device=self._device())
+            starts = torch.tensor(self.starts, device=columns.device)
+            self.step_mask = (columns[None, :] >= starts[:, None]).view(self.rows, 1, 1, -1)
+        else:
+            self.step_mask = None
 
-    def _resize(self, buf: torch.Tensor | None) -> torch.Tensor | None:
-        if buf is None or buf.shape[2] == self.capacity:
-            return buf
-        bigger = buf.new_empty(*buf.shape[:2], self.capacity, buf.shape[3])
-        bigger[:, :, : buf.shape[2]] = buf
-        return bigger
+    def _compact(self, new: int) -> None:
+        """Move every row's positions to the front (once per context of steps), so that `new` more fit."""
+        low = min(self.starts, default=self.end)
+        target = max(self.context_length, self.end - low)
+        self.capacity = max(self.capacity, target + new)
+        shift = self.end - target
+        for buffers in (self.keys, self.values):
+            for i, buf in enumerate(buffers):
+                if buf is None:
+                    continue
+                moved = buf.new_zeros(buf.shape[0], buf.shape[1], self.capacity, buf.shape[3])
+                moved[:, :, low - shift : target] = buf[:, :, low : self.end]
+                buffers[i] = moved
+        self.end = target
+        self.starts = [start - shift for start in self.starts]
+
+    def _device(self) -> torch.device:
+        return self.keys[0].device if self.keys[0] is not None else torch.device("cpu")
 
     def store(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Write this pass's k, v (B, nh, T, hs) after the cached ones; returns all valid keys and values."""
+        """Write this pass's k, v (B, nh, T, hs) after every row's cached ones; returns the keys and values of
+        columns [min(starts), end + T), every row's (with `step_mask` saying which columns are whose)."""
         if self.keys[layer] is None:
             B, nh, _, hs = k.shape
-            self.keys[layer] = k.new_empty(B, nh, self.capacity, hs)
-            self.values[layer] = v.new_empty(B, nh, self.capacity, hs)
+            # zeros, not empty: masked columns take part in the scores, and garbage could be NaN
+            self.keys[layer] = k.new_zeros(B, nh, self.capacity, hs)
+            self.values[layer] = v.new_zeros(B, nh, self.capacity, hs)
+        keys, values = self.keys[layer], self.values[layer]
+        if keys.shape[0] != k.shape[0]:
+            keys, values = keys[: k.shape[0]], values[: k.shape[0]]
         end = self.end + k.shape[2]
-        self.keys[layer][:, :, self.end : end] = k
-        self.values[layer][:, :, self.end : end] = v
-        return self.keys[layer][:, :, self.start : end], self.values[layer][:, :, self.start : end]
+        keys[:, :, self.end : end] = k
+        values[:, :, self.end : end] = v
+        low = min(self.starts)
+        return keys[:, :, low:end], values[:, :, low:end]
 
     def advance(self, new: int) -> None:
         self.end += new
+        self.positions = [position + new for position in self.positions]
+
+    # --- rows joining and leaving a batch (lm/scheduler.py, through WindowedFamily's hooks) ------------------------
+
+    def add_rows(self, source: KVCache, copies: int = 1) -> None:
+        """Append `copies` rows, each continuing `source`'s single row (a prompt prefilled on its own)."""
+        length = source.length
+        if self.end + 1 > self.capacity:
+            self._compact(1)
+        rows = self.rows
+        for layer, (src_k, src_v) in enumerate(zip(source.keys, source.values)):
+            if src_k is None:
+                continue
+            self.keys[layer] = self._grown(self.keys[layer], src_k, rows + copies)
+            self.values[layer] = self._grown(self.values[layer], src_v, rows + copies)
+            window = slice(source.end - length, source.end)
+            self.keys[layer][rows : rows + copies, :, self.end - length : self.end] = src_k[:1, :, window]
+            self.values[layer][rows : rows + copies, :, self.end - length : self.end] = src_v[:1, :, window]
+        self.starts += [self.end - length] * copies
+        self.positions += [source.positions[0]] * copies
+
+    def _grown(self, buf: torch.Tensor | None, like: torch.Tensor, rows: int) -> torch.Tensor:
+        """`buf` with room for `rows` rows (doubling, so a growing batch reallocates rarely)."""
+        if buf is not None and buf.shape[0] >= rows:
+            return buf
+        size = max(rows, 2 * (buf.shape[0] if buf is not None else 0))
+        bigger = like.new_zeros(size, like.shape[1], self.capacity, like.shape[3])
+        if buf is not None:
+            bigger[: buf.shape[0]] = buf
+        return bigger
+
+    def keep_rows(self, keep: list[int]) -> None:
+        """Keep the rows `keep` lists, in that order: row i becomes old row keep[i]. A row may only move into a row
+        that is not kept (so the copies can be made in place, one per row that moves)."""
+        low = min(self.starts, default=self.end)
+        for new, old in enumerate(keep):
+            if new == old:
+                continue
+            for buffers in (self.keys, self.values):
+                for buf in buffers:
+                    if buf is not None:
+                        buf[new, :, low : self.end] = buf[old, :, low : self.end]
+        self.starts = [self.starts[old] for old in keep]
+        self.positions = [self.positions[old] for old in keep]
+
+    def replace_row(self, row: int, source: KVCache) -> None:
+        """Row `row` continues `source`'s single row instead (a window re-encoded for learned positions)."""
+        length = source.length
+        for buffers, src in ((self.keys, source.keys), (self.values, source.values)):
+            for layer, buf in enumerate(buffers):
+                if buf is not None and src[layer] is not None:
+                    buf[row, :, self.end - length : self.end] = src[layer][0, :, source.end - length : source.end]
+        self.starts[row] = self.end - length
+        self.positions[row] = source.positions[0]
 
 
 def rotary_table(length: int, head_size: int, base: float, device=None) -> torch.Tensor:
@@ -144,8 +248,8 @@ class CausalSelfAttention(nn.Module):
     def forward(self, x, rope, cache: KVCache | None, layer: int, past: int) -> torch.Tensor:
         B, T, C = x.shape
         qkv = self.qkv(x).view(B, T, 3, self.n_head, self.head_size)
-        if rope is not None:  # rotate queries and keys together: (B, T, 2, nh, hs) by rope (T, 1, 1, hs/2)
-            q, k = apply_rotary(qkv[:, :, :2], rope[:, None, None]).unbind(2)
+        if rope is not None:  # rotate queries and keys together: (B, T, 2, nh, hs) by rope (T or B, T, 1, 1, hs/2)
+            q, k = apply_rotary(qkv[:, :, :2], rope[..., None, None, :]).unbind(2)
             v = qkv[:, :, 2]
         else:
             q, k, v = qkv.unbind(2)
@@ -154,8 +258,8 @@ class CausalSelfAttention(nn.Module):
             k, v = cache.store(layer, k, v)  # (B, nh, past + T, hs)
         if past == 0:
             mask, causal = None, T > 1
-        elif T == 1:
-            mask, causal = None, False  # one new query sees every cached key
+        elif T == 1:  # one new query sees every cached key of its row (rows of different lengths: step_mask)
+            mask, causal = cache.step_mask, False
         else:
             # query i (absolute past + i) may see keys 0 .. past + i
             mask = torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(diagonal=past)
@@ -237,10 +341,11 @@ class GPT(nn.Module):
         return 6.0 * matmul_weights + 12.0 * self.config.n_layer * self.config.n_embd * seq_len
 
     def init_state(self, batch_size: int, device: torch.device | str = "cpu") -> KVCache:
-        return KVCache(self.config.n_layer, self.config.context_length)
+        return KVCache(self.config.n_layer, self.config.context_length, rows=batch_size)
 
     def forward(self, tokens: torch.Tensor, state: KVCache | None = None) -> ModelOutput:
-        """tokens (B, T) -> logits (B, T, V). With a cache, the tokens continue the cached sequence."""
+        """tokens (B, T) -> logits (B, T, V). With a cache, the tokens continue the cached sequences (one token per
+        row when the rows differ in length; any number when they are aligned)."""
         B, T = tokens.shape
         past = 0 if state is None else state.length
         if past + T > self.config.context_length:
@@ -248,15 +353,23 @@ class GPT(nn.Module):
                 raise ValueError(f"sequence of {past + T} tokens exceeds the context length {self.context_length}")
             self._make_room(state, T)
             past = state.length
-        if T == 1 and past > 0 and self.flat_decode and not self.training and not torch.is_grad_enabled():
+        decoding = T == 1 and state is not None and state.rows and not self.training and not torch.is_grad_enabled()
+        if decoding and self.flat_decode:
             return ModelOutput(logits=self._decode_one(tokens[:, 0], state)[:, None], state=state)
-        start = past + (state.offset if state is not None else 0)
+        if state is not None and not state.aligned:
+            if not decoding:
+                raise ValueError("rows of different lengths continue one token at a time, in inference mode")
+            # int8 layers (lm.quantize) decode a batch of rows here, each at its own position: (B, 1)
+            positions = torch.tensor(state.positions, device=tokens.device)[:, None]
+        else:
+            start = 0 if state is None else state.positions[0]  # the first new token's position
+            positions = torch.arange(start, start + T, device=tokens.device)  # (T,), the same for every row
         x = self.wte(tokens)  # (B, T, C)
         rope = None
         if self.wpe is not None:
-            x = x + self.wpe(torch.arange(past, past + T, device=tokens.device))
+            x = x + self.wpe(positions)
         else:
-            rope = self._rotary(start + T, tokens.device)[start : start + T]
+            rope = self._rotary(int(positions.max()) + 1, tokens.device)[positions]  # (T, hs/2) or (B, 1, hs/2)
         x = _dropout(x, self.config.dropout, self.training)
         if state is not None:
             state.make_room(T)
@@ -288,13 +401,17 @@ class GPT(nn.Module):
             ]
         B, C, nh = tokens.shape[0], self.config.n_embd, self.config.n_head
         hs = C // nh
-        position = cache.length + cache.offset  # absolute position of the new token
+        # each row's new position: one number when the rows are aligned, else a (B,) tensor (continuous batching)
+        positions = cache.positions
+        position = positions[0] if len(set(positions)) == 1 else torch.tensor(positions, device=tokens.device)
         x = F.embedding(tokens, self.wte.weight)  # (B, C)
         rope = None
         if self.wpe is not None:
-            x = x + self.wpe.weight[cache.length]
+            x = x + self.wpe.weight[position]
         else:
-            rope = self._rotary(position + 1, tokens.device)[position]  # (hs/2,)
+            rope = self._rotary(max(positions) + 1, tokens.device)[position]  # (hs/2,) or (B, hs/2)
+            if rope.dim() == 2:
+                rope = rope[:, None, None]  # (B, 1, 1, hs/2): one rotation per row, for q and k of every head
         cache.make_room(1)
         for layer, (ln1_w, ln1_b, qkv_wt, qkv_b, attn_wt, attn_b, ln2_w, ln2_b, fc_wt, fc_b, mlp_wt, mlp_b) in enumerate(
             self._decode_weights
@@ -307,7 +424,7 @@ class GPT(nn.Module):
                                         * rope).to(x.dtype)
             qk = qk.view(B, 2, nh, 1, hs)
             keys, values = cache.store(layer, qk[:, 1], qkv[:, 2 * C :].view(B, nh, 1, hs))  # (B, nh, L, hs)
-            y = F.scaled_dot_product_attention(qk[:, 0], keys, values)  # (B, nh, 1, hs)
+            y = F.scaled_dot_product_attention(qk[:, 0], keys, values, attn_mask=cache.step_mask)  # (B, nh, 1, hs)
             x = _residual_affine(x, y.view(B, C), attn_wt, attn_b)
             h = F.gelu(_affine(F.layer_norm(x, (C,), ln2_w, ln2_b), fc_wt, fc_b))  # (B, 4C)
             x = _residual_affine(x, h, mlp_wt, mlp_b)
@@ -330,10 +447,9 @@ class GPT(nn.Module):
         (the generation engine, through `WindowedFamily.make_room`) re-encodes a shorter window instead: see
         `needs_reencode_to_slide`.
         """
-        overflow = state.length + new_tokens - self.config.context_length
         if self.wpe is not None:
             raise ValueError("a cache with learned positions cannot slide; re-encode the last window instead")
-        state.drop_front(overflow)
+        state.slide(self.config.context_length - new_tokens)
 
     @property
     def needs_reencode_to_slide(self) -> bool:

@@ -79,13 +79,20 @@ def test_generation_slides_past_the_context_through_the_family_hooks():
     gpt = MODEL_TYPES["gpt"]
     model = tiny_model("gpt", V, positions="learned").eval()
     assert list(gpt.prompt_window(model, list(range(40)))) == list(range(8, 40))
-    history = torch.randint(0, V, (1, 40))
+    full, short = torch.randint(0, V, (40,)).tolist(), torch.randint(0, V, (10,)).tolist()
     with torch.no_grad():
-        state = model.init_state(1)
-        model(history[:, -32:], state)
-        fresh = gpt.make_room(model, state, history, torch.device("cpu"))
-    assert fresh is not state and fresh.length == 15  # the last half-context, less the token about to be fed
-    assert MODEL_TYPES["lstm"].make_room(tiny_model("lstm", V), "state", history, "cpu") == "state"
+        state = model.init_state(0)
+        for ids in (full[-32:], short):  # two rows of a batch: one at the context length, one not
+            row = model.init_state(1)
+            model(torch.tensor([ids]), row)
+            state = gpt.join_rows(model, state, row, copies=1)
+        state = gpt.make_room(model, state, [full, short], torch.device("cpu"))
+        # the full row holds its last half-context, less the token about to be fed; the other is untouched
+        assert state.lengths == [15, 10] and state.positions == [15, 10]
+        expected = model(torch.tensor([full[-16:]])).logits[0, -1]
+        stepped = model(torch.tensor([[full[-1]], [short[-1]]]), state).logits[0, -1]
+    assert torch.allclose(stepped, expected, atol=1e-5)
+    assert MODEL_TYPES["lstm"].make_room(tiny_model("lstm", V), "state", [full], "cpu") == "state"
 
 
 def test_a_third_family_saves_loads_generates_and_scores(tmp_path, char_tokenizer, bigram_registered):

@@ -169,3 +169,28 @@ def test_kv_cache_keeps_the_last_window_across_slides_and_compaction():
         assert keys[0, 0, :, 0].tolist() == [float(s) for s in seen[-4:]]
         assert values[0, 0, :, 0].tolist() == [10.0 * s for s in seen[-4:]]
     assert cache.offset == 16
+
+
+@pytest.mark.parametrize("flat_decode", [True, False], ids=["flat-step", "modules"])
+@pytest.mark.parametrize("positions", ["rotary", "learned"])
+def test_rows_of_different_lengths_decode_as_each_would_alone(positions, flat_decode):
+    """A batch's KV cache holds rows that joined at different times: each row attends to its own positions only,
+    on the float decode step and through the modules (the path int8 layers take, lm.quantize)."""
+    model = tiny_model("gpt", V, positions=positions).eval()
+    model.flat_decode = flat_decode
+    sequences = [torch.randint(0, V, (n,)) for n in (5, 17, 9, 12)]
+    with torch.no_grad():
+        state = model.init_state(0)
+        for sequence in sequences:
+            row = model.init_state(1)
+            model(sequence[None, :-1], row)
+            state.add_rows(row)
+        assert state.lengths == [4, 16, 8, 11] and not state.aligned
+        batched = model(torch.stack([s[-1:] for s in sequences]), state).logits[:, -1]
+        alone = torch.stack([model(s[None]).logits[0, -1] for s in sequences])
+        assert torch.allclose(batched, alone, atol=1e-5)
+        state.keep_rows([3, 1])  # rows 0 and 2 leave; row 3 moves into row 0
+        more = [torch.cat([s, torch.randint(0, V, (1,))]) for s in (sequences[3], sequences[1])]
+        batched = model(torch.stack([s[-1:] for s in more]), state).logits[:, -1]
+        alone = torch.stack([model(s[None]).logits[0, -1] for s in more])
+    assert torch.allclose(batched, alone, atol=1e-5)
