@@ -16,6 +16,7 @@ import waitress
 
 from app import NoUsableModelError, SettingsError, create_app
 from app.registry import EXTENSION as MODELS
+from app.registry import close_models
 
 
 def main() -> int:
@@ -28,8 +29,9 @@ def main() -> int:
         return 1
     config = application.config
     host, port = config["HOST"], config["PORT"]
-    # Threads beyond the generation limit keep pages, /health and quick 503s answering while generations run.
-    threads = config["MAX_CONCURRENT_GENERATIONS"] + 4
+    # A thread per request in a full batch (each waits while the model's scheduler decodes them together), plus some
+    # waiting for room and quick requests (pages, /health, 503 answers).
+    threads = config["MAX_BATCH_SIZE"] + 8
     try:
         server = waitress.create_server(
             application, host=host, port=port, threads=threads, ident="scriptorium"
@@ -43,6 +45,8 @@ def main() -> int:
         server.run()
     except KeyboardInterrupt:
         pass
+    finally:
+        close_models(application)
     return 0
 
 

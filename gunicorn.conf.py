@@ -1,7 +1,7 @@
 """gunicorn settings for Linux and the Docker image: `gunicorn -c gunicorn.conf.py`.
 
-- gthread workers: a generation is CPU-bound torch work that releases the GIL, and streaming responses hold a
-  connection open, so each worker takes several connections on threads.
+- gthread workers: each request waits on its own thread while the worker's scheduler (one per model, lm/scheduler.py)
+  decodes every request in flight together, and streaming responses hold a connection open.
 - No preload_app: each worker calls create_app() itself, after the fork, and loads its own copy of the models.
   torch's thread pools and fork do not mix (a pool started in the master deadlocks or is dead in the child).
 - torch threads per worker = cores / workers, so that the workers together use each core once.
@@ -57,8 +57,8 @@ worker_class = "gthread"
 # Small models spend much of each token in Python (sampling, decoding text) under the GIL, so processes scale
 # better than torch threads; past 4 workers the extra copies of the models cost more than they bring.
 workers = _env_int("WEB_CONCURRENCY", max(1, min(CORES, 4)))
-# Enough threads for the app's MAX_CONCURRENT_GENERATIONS plus quick requests (pages, /health, 503 answers).
-threads = _env_int("GUNICORN_THREADS", SETTINGS["MAX_CONCURRENT_GENERATIONS"] + 4)
+# A thread per request in a full batch, plus some waiting for room and quick requests (pages, /health, 503s).
+threads = _env_int("GUNICORN_THREADS", SETTINGS["MAX_BATCH_SIZE"] + 8)
 TORCH_THREADS = max(1, CORES // workers)
 preload_app = False
 
@@ -111,3 +111,12 @@ def post_fork(server, worker):
     app_log.handlers = list(server.log.error_log.handlers)
     app_log.setLevel(logging.INFO)
     app_log.propagate = False
+
+
+def worker_exit(server, worker):
+    # The worker is stopping (after its graceful timeout): end each model's scheduler between two steps.
+    application = getattr(worker, "wsgi", None)
+    if application is not None:
+        from app.registry import close_models
+
+        close_models(application)

@@ -20,13 +20,13 @@ __all__ = ["create_app", "NoUsableModelError", "SettingsError"]
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
-    """Build the app: settings (defaults < environment < `config`), then models, limits and routes.
+    """Build the app: settings (defaults < environment < `config`), then models (each with its scheduler) and routes.
 
     Raises SettingsError for an unusable setting and NoUsableModelError when no model loads.
     """
     # Imported here, as in Flask's tutorial, so that importing the package stays cheap and free of torch: gunicorn's
     # master process reads app.settings, and must not start torch before it forks the workers.
-    from app import api, errors, limits, pages, registry, security
+    from app import api, errors, pages, registry, security
 
     app = Flask(__name__, template_folder="../templates", static_folder="../static")
     app.config.from_mapping(load_settings(os.environ, config))
@@ -35,7 +35,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     errors.init_app(app)
     security.init_app(app)
     registry.init_app(app)
-    limits.init_app(app)
     api.init_app(app)
     app.register_blueprint(pages.bp)
     return app

@@ -6,8 +6,8 @@ import time
 
 from flask import Blueprint, Flask, Response, current_app, jsonify
 
-from app.errors import APIError, invalid_input
-from app.limits import get_slots
+from app import engine
+from app.errors import APIError
 from app.openapi import openapi_document
 from app.registry import EXTENSION as MODELS
 from app.registry import get_registry
@@ -37,34 +37,18 @@ def generate() -> Response:
         )
     generator = registry.get(generation.model)
     options = generation.core_options(config["GENERATION_TIMEOUT"], config["MAX_NEW_TOKENS"])
-
-    slots = get_slots()
-    slot = slots.try_acquire()
-    if slot is None:
-        raise APIError(
-            503, "the server is busy with other generations; retry in a moment", retry_after=slots.retry_after
-        )
     started = time.perf_counter()
     if not generation.stream:
-        with slot:
-            try:
-                result = generator.generate(generation.prompt, **options)
-            except ValueError as error:
-                raise invalid_input(error) from None
+        result = engine.generate(generator, generation.prompt, options)
         return jsonify(result_json(generation, result, time.perf_counter() - started))
-
-    try:
-        stream = generator.stream(generation.prompt, **options)  # checks options now, generates lazily
-    except ValueError as error:
-        slot.release()
-        raise invalid_input(error) from None
+    running = engine.start_stream(generator, generation.prompt, options)
     response = Response(
-        sse_events(stream, generation, slot.release, started),
+        sse_events(running, generation, started),
         mimetype="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
     # A server that never starts iterating the body (client gone before the first byte) still closes it.
-    response.call_on_close(slot.release)
+    response.call_on_close(running.stream.close)
     return response
 
 
@@ -81,13 +65,13 @@ def models() -> Response:
 @bp.get("/health")
 def health() -> Response:
     registry = get_registry()
-    slots = get_slots()
+    active, queued = registry.load()
     return jsonify(Health(
         status="ok",
         models=registry.names,
         default_model=registry.default_name,
         unavailable=[failure.to_json() for failure in registry.failures],
-        generations=Generations(active=slots.active, limit=slots.limit),
+        generations=Generations(active=active, queued=queued, limit=current_app.config["MAX_BATCH_SIZE"]),
     ).model_dump())
 
 

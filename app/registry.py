@@ -1,4 +1,5 @@
-"""The models this process serves: every model directory under MODEL_DIR, loaded once at start-up.
+"""The models this process serves: every model directory under MODEL_DIR, loaded once at start-up, each with its
+scheduler (lm/scheduler.py), which batches every generation of that model in this process.
 
 A directory that cannot be loaded is skipped with its reason logged and kept in `failures` (shown by /models
 and /health), so one broken model never takes the others down. With no usable model at all,
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -59,9 +60,8 @@ class ModelRegistry:
         model_dir: str | Path,
         default_model: str | None = None,
         loader: Callable[[Path], Any] | None = None,
-        quantize: str | None = None,
     ) -> ModelRegistry:
-        loader = loader or partial(lm.load, device="cpu", quantize=quantize)
+        loader = loader or partial(lm.load, device="cpu")
         root = Path(model_dir)
         if not root.is_dir():
             raise NoUsableModelError(
@@ -108,6 +108,16 @@ class ModelRegistry:
         """The generator called `name` (the default when None); KeyError when there is none."""
         return self.generators[self.default_name if name is None else name]
 
+    def load(self) -> tuple[int, int]:
+        """(requests generating, requests waiting) in this process, over every model."""
+        loads = [generator.scheduler.load for generator in self.generators.values()]
+        return sum(load.requests for load in loads), sum(load.queued for load in loads)
+
+    def close(self) -> None:
+        """Stop every model's scheduler (at shutdown): what is still waiting or running gets SchedulerClosed."""
+        for generator in self.generators.values():
+            generator.close()
+
     def describe(self, name: str) -> dict[str, Any]:
         generator = self.generators[name]
         tokenizer = generator.tokenizer
@@ -127,7 +137,20 @@ def get_registry() -> ModelRegistry:
     return current_app.extensions[EXTENSION]
 
 
+def close_models(app: Flask) -> None:
+    """At shutdown: end each model's scheduler between two steps (what still runs gets an error)."""
+    registry = app.extensions.get(EXTENSION)
+    if registry is not None:
+        registry.close()
+
+
+def scheduler_limits(config: Mapping[str, Any]) -> lm.SchedulerLimits:
+    return lm.SchedulerLimits(max_batch_size=config["MAX_BATCH_SIZE"], max_queued=config["MAX_QUEUED_REQUESTS"],
+                              max_wait=config["QUEUE_TIMEOUT"])
+
+
 def init_app(app: Flask) -> None:
+    loader = partial(lm.load, device="cpu", quantize=app.config["QUANTIZE"], limits=scheduler_limits(app.config))
     app.extensions[EXTENSION] = ModelRegistry.from_directory(
-        app.config["MODEL_DIR"], app.config["DEFAULT_MODEL"], quantize=app.config["QUANTIZE"]
+        app.config["MODEL_DIR"], app.config["DEFAULT_MODEL"], loader
     )

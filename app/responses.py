@@ -7,7 +7,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from app.errors import error_body, invalid_input
@@ -72,14 +72,15 @@ def sse(payload: dict[str, Any] | str) -> str:
     return f"data: {data}\n\n"
 
 
-def sse_events(stream: Any, request: Any, on_finish: Callable[[], None], started: float) -> Iterator[str]:
-    """Server-Sent Events for an open `GenerationStream`: one per token, then a summary with "done": true.
+def sse_events(running: Any, request: Any, started: float) -> Iterator[str]:
+    """Server-Sent Events for a started stream (app.engine.Started): one per token, then a summary with "done": true.
 
-    `on_finish` runs however this ends: normal end, an error, or the client going away, which the WSGI server
-    reports by closing this iterator (GeneratorExit at the current `yield`).
+    The stream is closed however this ends: normal end, an error, or the client going away, which the WSGI server
+    reports by closing this iterator (GeneratorExit at the current `yield`); closing it stops the generation.
     """
+    stream = running.stream
     try:
-        for event in stream:
+        for event in running.events():
             yield sse(StreamTokenEvent(index=event.index, token=token_model(event, request.details)).model_dump_json())
         fields = result_fields(request, stream.result, False, time.perf_counter() - started)
         yield sse(StreamDoneEvent(**fields).model_dump_json())
@@ -91,4 +92,3 @@ def sse_events(stream: Any, request: Any, on_finish: Callable[[], None], started
         yield sse(error_body(500, "generation failed; the server log has the details"))
     finally:
         stream.close()
-        on_finish()

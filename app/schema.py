@@ -276,8 +276,9 @@ class ModelList(BaseModel):
 
 
 class Generations(BaseModel):
-    active: int = Field(description="Generations running now in this process (this gunicorn worker).")
-    limit: int = Field(description="MAX_CONCURRENT_GENERATIONS.")
+    active: int = Field(description="Requests generating now in this process (this gunicorn worker).")
+    queued: int = Field(description="Requests waiting for room in a batch.")
+    limit: int = Field(description="Sequences one model decodes together (MAX_BATCH_SIZE).")
 
 
 class Health(BaseModel):

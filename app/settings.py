@@ -63,9 +63,13 @@ ENV_SETTINGS: dict[str, tuple[Any, Callable[[str, Any], Any]]] = {
     "MAX_NEW_TOKENS": (500, _integer(1)),
     "MAX_PROMPT_CHARS": (4000, _integer(1)),
     "GENERATION_TIMEOUT": (30.0, _seconds),
-    "MAX_CONCURRENT_GENERATIONS": (4, _integer(1)),
-    # How long a request waits for a free generation slot before it is answered 503 + Retry-After.
+    # Each model's scheduler in each process (lm/scheduler.py): sequences decoded together, requests that may wait
+    # for room, and how long one may wait; past either, 503 + Retry-After.
+    "MAX_BATCH_SIZE": (16, _integer(1)),
+    "MAX_QUEUED_REQUESTS": (64, _integer(0)),
     "QUEUE_TIMEOUT": (2.0, _seconds),
+    # The old name of MAX_BATCH_SIZE (when generations ran side by side on threads), still read.
+    "MAX_CONCURRENT_GENERATIONS": (None, _integer(1)),
     "PORT": (5000, _integer(0)),
     "HOST": ("127.0.0.1", _str),
     # Hugging Face shows a Space inside an iframe on huggingface.co, so the page must allow that framer.
@@ -91,5 +95,8 @@ def load_settings(environ: Mapping[str, str], overrides: Mapping[str, Any] | Non
                 settings[name] = parse(name, settings[name])
             except OptionError as error:
                 raise SettingsError(str(error)) from None
+    batch_size_given = environ.get("MAX_BATCH_SIZE", "").strip() or "MAX_BATCH_SIZE" in (overrides or {})
+    if settings["MAX_CONCURRENT_GENERATIONS"] is not None and not batch_size_given:
+        settings["MAX_BATCH_SIZE"] = settings["MAX_CONCURRENT_GENERATIONS"]
     settings.setdefault("MAX_CONTENT_LENGTH", MAX_BODY_BYTES)
     return settings

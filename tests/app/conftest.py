@@ -13,6 +13,7 @@ import pytest
 
 lm = pytest.importorskip("lm")
 from app import create_app  # noqa: E402
+from app.registry import EXTENSION as MODELS  # noqa: E402
 from lm.checkpoint import save_model_dir  # noqa: E402
 from lm.models import build_model  # noqa: E402
 from lm.tokenizers import train_tokenizer  # noqa: E402
@@ -98,13 +99,17 @@ def app(models_dir: Path, monkeypatch: pytest.MonkeyPatch):
         "MAX_PROMPT_CHARS",
         "GENERATION_TIMEOUT",
         "MAX_CONCURRENT_GENERATIONS",
+        "MAX_BATCH_SIZE",
+        "MAX_QUEUED_REQUESTS",
         "QUEUE_TIMEOUT",
         "PORT",
         "HOST",
         "QUANTIZE",
     ):
         monkeypatch.delenv(name, raising=False)
-    return create_app({**TEST_CONFIG, "MODEL_DIR": str(models_dir)})
+    app = create_app({**TEST_CONFIG, "MODEL_DIR": str(models_dir)})
+    yield app
+    app.extensions[MODELS].close()  # the models' scheduler threads end with the test
 
 
 @pytest.fixture

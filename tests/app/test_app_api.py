@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
-from app.limits import get_slots
+from app.registry import close_models, get_registry
 from lm.checks import OptionError
-from app.registry import get_registry
 from tests.app.sse import sse_events
 
 
@@ -313,10 +313,29 @@ def test_body_over_64_kib_is_413(client):
     assert response.get_json()["error"]["type"] == "payload_too_large"
 
 
-def test_busy_server_answers_503_with_retry_after(app, client):
+def load_of(app, model="tiny-gpt"):
     with app.app_context():
-        slots = get_slots()
-        held = [slots.try_acquire() for _ in range(slots.limit)]
+        return get_registry().get(model).scheduler.load
+
+
+def wait_until_idle(app, model="tiny-gpt"):
+    deadline = time.monotonic() + 10
+    while load_of(app, model).requests or load_of(app, model).rows:
+        assert time.monotonic() < deadline, load_of(app, model)
+        time.sleep(0.01)
+
+
+@pytest.mark.parametrize("queued", [0, 1])
+def test_busy_server_answers_503_with_retry_after(models_dir, queued):
+    """A full batch and a full queue: 503 at once; a full batch and room to wait: 503 after QUEUE_TIMEOUT."""
+    from app import create_app
+
+    app = create_app({"TESTING": True, "MODEL_DIR": str(models_dir), "MAX_BATCH_SIZE": 1,
+                      "MAX_QUEUED_REQUESTS": queued, "QUEUE_TIMEOUT": 0.2, "MAX_NEW_TOKENS": 10**6})
+    client = app.test_client()
+    with app.app_context():
+        busy = get_registry().get().stream("A", max_new_tokens=10**6)  # the batch's one row, for a long while
+    next(busy)
     try:
         for body in ({"prompt": "A"}, {"prompt": "A", "stream": True}):
             response = client.post("/generate", json=body)
@@ -324,9 +343,10 @@ def test_busy_server_answers_503_with_retry_after(app, client):
             assert response.get_json()["error"]["type"] == "overloaded"
             assert int(response.headers["Retry-After"]) >= 1
     finally:
-        for slot in held:
-            slot.release()
+        busy.close()
+    wait_until_idle(app)  # the row is freed at the scheduler's next step
     assert generate(client, prompt="A", max_new_tokens=1).status_code == 200
+    close_models(app)
 
 
 @pytest.mark.parametrize(
@@ -361,8 +381,30 @@ def test_unexpected_failure_is_json_500_without_traceback(app, client, monkeypat
     assert response.status_code == 500
     assert response.get_json()["error"]["type"] == "internal_error"
     assert b"secret" not in response.data and b"Traceback" not in response.data
+
+
+def test_concurrent_requests_share_decoding_steps_and_keep_their_seeded_text(models_dir):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from app import create_app
+
+    app = create_app({"TESTING": True, "MODEL_DIR": str(models_dir), "MAX_NEW_TOKENS": 300})
     with app.app_context():
-        assert get_slots().active == 0
+        scheduler = get_registry().get().scheduler
+    peaks = []
+    scheduler.on_step = lambda load: peaks.append(load.rows)
+    bodies = [{"prompt": "A" * (i + 1), "max_new_tokens": 300, "seed": i, "temperature": 0.5 + i / 10}
+              for i in range(6)]
+
+    def text(body):
+        return app.test_client().post("/generate", json=body).get_json()["generated_text"]
+
+    alone = [text(body) for body in bodies]
+    assert max(peaks) == 1
+    with ThreadPoolExecutor(len(bodies)) as pool:
+        together = list(pool.map(text, bodies))
+    assert together == alone and max(peaks) > 1
+    close_models(app)
 
 
 # --- streaming ------------------------------------------------------------------------------------
@@ -398,35 +440,25 @@ def test_stream_with_details_and_several_sequences(client):
         assert text == choice["generated_text"]
 
 
-def test_closing_a_stream_stops_the_generation_and_frees_the_slot(app, client, monkeypatch):
-    with app.app_context():
-        generator = get_registry().get()
-    real_stream, opened = generator.stream, []
+def test_closing_a_stream_stops_the_generation_and_frees_its_row(models_dir):
+    from app import create_app
 
-    def recording_stream(*args, **kwargs):
-        opened.append(real_stream(*args, **kwargs))
-        monkeypatch.setattr(opened[-1], "close", lambda: setattr(opened[-1], "closed_by_app", True))
-        return opened[-1]
-
-    monkeypatch.setattr(generator, "stream", recording_stream)
-    response = client.post(
-        "/generate", json={"prompt": "A", "max_new_tokens": 40, "stream": True}, buffered=False
+    app = create_app({"TESTING": True, "MODEL_DIR": str(models_dir), "MAX_NEW_TOKENS": 10**6})
+    response = app.test_client().post(
+        "/generate", json={"prompt": "A", "max_new_tokens": 10**6, "stream": True}, buffered=False
     )
     chunks = iter(response.response)
     assert b'"token"' in next(chunks)
-    with app.app_context():
-        assert get_slots().active == 1
+    assert load_of(app).requests == 1 and load_of(app).rows == 1
     response.close()  # what a WSGI server does when the client goes away
-    assert getattr(opened[0], "closed_by_app", False)
-    with app.app_context():
-        assert get_slots().active == 0
+    wait_until_idle(app)
+    close_models(app)
 
 
-def test_a_stream_closed_before_its_first_byte_frees_the_slot(app, client):
+def test_a_stream_closed_before_its_first_byte_frees_its_row(app, client):
     response = client.post("/generate", json={"prompt": "A", "stream": True}, buffered=False)
     response.close()
-    with app.app_context():
-        assert get_slots().active == 0
+    wait_until_idle(app)
 
 
 def test_a_failure_mid_stream_arrives_as_an_error_event(app, client, monkeypatch):
@@ -454,8 +486,7 @@ def test_a_failure_mid_stream_arrives_as_an_error_event(app, client, monkeypatch
     assert "token" in events[0]
     assert events[-1]["error"]["type"] == "internal_error" and "fire" not in events[-1]["error"]["message"]
     assert opened[0].closed
-    with app.app_context():
-        assert get_slots().active == 0
+    wait_until_idle(app)
 
 
 # --- /models and /health --------------------------------------------------------------------------
@@ -476,4 +507,4 @@ def test_models_lists_each_model(client):
 def test_health(client):
     body = client.get("/health").get_json()
     assert body["status"] == "ok" and body["models"] == ["tiny-gpt", "tiny-lstm"]
-    assert body["generations"] == {"active": 0, "limit": 4}
+    assert body["generations"] == {"active": 0, "queued": 0, "limit": 16}

@@ -32,6 +32,8 @@ def test_settings_defaults_then_environment_then_config():
         ("GENERATION_TIMEOUT", "-1"),
         ("GENERATION_TIMEOUT", "nan"),
         ("MAX_CONCURRENT_GENERATIONS", "1.5"),
+        ("MAX_BATCH_SIZE", "0"),
+        ("MAX_QUEUED_REQUESTS", "-1"),
         ("QUEUE_TIMEOUT", "soon"),
     ],
 )
@@ -39,6 +41,13 @@ def test_unusable_setting_is_one_line_naming_it(name, value):
     with pytest.raises(SettingsError, match=name) as caught:
         load_settings({name: value})
     assert "\n" not in str(caught.value)
+
+
+def test_max_concurrent_generations_is_still_read_as_the_batch_size():
+    assert load_settings({})["MAX_BATCH_SIZE"] == 16 and load_settings({})["MAX_QUEUED_REQUESTS"] == 64
+    assert load_settings({"MAX_CONCURRENT_GENERATIONS": "3"})["MAX_BATCH_SIZE"] == 3
+    assert load_settings({"MAX_CONCURRENT_GENERATIONS": "3", "MAX_BATCH_SIZE": "5"})["MAX_BATCH_SIZE"] == 5
+    assert load_settings({"MAX_CONCURRENT_GENERATIONS": "3"}, {"MAX_BATCH_SIZE": 7})["MAX_BATCH_SIZE"] == 7
 
 
 def test_create_app_reads_environment(models_dir, monkeypatch):
