@@ -1,5 +1,6 @@
-"""JSON errors: every error the app returns is `{"error": {"type", "message", "field"?}}` (app/schema.py's
-`ErrorBody`) with its status.
+"""JSON errors. Every error the app returns is `{"error": {"type", "message", "field"?}}` with its status, except on
+the OpenAI-compatible paths (`/v1/...`), whose clients expect OpenAI's error object, `{"error": {"message", "type",
+"param", "code"}}` (a refused field is 400 there, as OpenAI answers). Both shapes are app/schema.py's models.
 
 Browsers asking for a page get a small HTML error page instead (a person following a bad link should not be
 shown raw JSON); anything else — curl, scripts, fetch() — gets JSON, and the API paths always do.
@@ -12,7 +13,7 @@ import logging
 from flask import Flask, Response, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
-from app.schema import ErrorBody, ErrorDetail
+from app.schema import ErrorBody, ErrorDetail, OpenAIErrorBody, OpenAIErrorDetail
 from lm.checks import OptionError
 
 log = logging.getLogger(__name__)
@@ -20,14 +21,17 @@ log = logging.getLogger(__name__)
 # Stable machine-readable names for the statuses the API documents (docs/api.md, /openapi.json).
 ERROR_TYPES = {
     400: "bad_request",
+    401: "unauthorized",
     404: "not_found",
     405: "method_not_allowed",
     413: "payload_too_large",
     422: "invalid_field",
+    429: "rate_limited",
     500: "internal_error",
     503: "overloaded",
 }
-API_PATHS = ("/generate", "/health", "/openapi.json", "/models")
+OPENAI_PREFIX = "/v1/"
+API_PATHS = ("/generate", "/health", "/openapi.json", "/models", "/metrics")
 
 
 class APIError(Exception):
@@ -49,18 +53,34 @@ def invalid_input(error: ValueError) -> APIError:
     return APIError(422, str(error), field=error.option if isinstance(error, OptionError) else None)
 
 
-def error_body(status: int, message: str, field: str | None = None) -> dict:
-    return ErrorBody(error=ErrorDetail(type=ERROR_TYPES.get(status, "error"), message=message, field=field)).model_dump()
+def openai_status(status: int) -> int:
+    return 400 if status == 422 else status
+
+
+def error_body(status: int, message: str, field: str | None = None, openai: bool = False) -> dict:
+    """The error object, in the shape of the path's API."""
+    kind = ERROR_TYPES.get(status, "error")
+    if openai:
+        category = ("authentication_error" if status == 401 else "rate_limit_error" if status == 429
+                    else "server_error" if status >= 500 else "invalid_request_error")
+        return OpenAIErrorBody(error=OpenAIErrorDetail(message=message, type=category, param=field,
+                                                       code=kind)).model_dump()
+    return ErrorBody(error=ErrorDetail(type=kind, message=message, field=field)).model_dump()
+
+
+def _is_openai_path() -> bool:
+    return request.path.startswith(OPENAI_PREFIX)
 
 
 def error_response(status: int, message: str, field: str | None = None) -> Response:
-    response = jsonify(error_body(status, message, field))
-    response.status_code = status
+    openai = _is_openai_path()
+    response = jsonify(error_body(status, message, field, openai))
+    response.status_code = openai_status(status) if openai else status
     return response
 
 
 def _wants_html() -> bool:
-    if request.path in API_PATHS:
+    if request.path in API_PATHS or _is_openai_path():
         return False
     best = request.accept_mimetypes.best_match(["application/json", "text/html"])
     return best == "text/html"

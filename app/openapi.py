@@ -14,8 +14,8 @@ from lm.models import MODEL_TYPES
 
 REF = "#/components/schemas/{model}"
 RESPONSES = (
-    schema.GenerateResponse, schema.StreamTokenEvent, schema.StreamDoneEvent, schema.ErrorBody,
-    schema.ModelList, schema.Health,
+    schema.GenerateResponse, schema.StreamTokenEvent, schema.StreamDoneEvent, schema.ErrorBody, schema.OpenAIErrorBody,
+    schema.ModelList, schema.Health, schema.Completion, schema.ModelObjectList,
 )
 
 
@@ -26,7 +26,10 @@ class OpenAPISchema(GenerateJsonSchema):
     def nullable_schema(self, schema_: Any) -> dict[str, Any]:
         inner = self.generate_inner(schema_["schema"])
         if isinstance(inner.get("type"), str) and "$ref" not in inner:
-            return {**inner, "type": [inner["type"], "null"]}
+            nullable = {**inner, "type": [inner["type"], "null"]}
+            if "enum" in inner:
+                nullable["enum"] = [*inner["enum"], None]
+            return nullable
         return super().nullable_schema(schema_)
 
 
@@ -48,7 +51,7 @@ def _errors(body: type[BaseModel], statuses: Mapping[str, str]) -> dict[str, Any
 
 
 def _schemas(requests: schema.RequestModels) -> dict[str, Any]:
-    pairs = [(requests.generate, "validation")]
+    pairs = [(requests.generate, "validation"), (requests.completion, "validation")]
     pairs += [(model, "serialization") for model in RESPONSES]
     _, document = models_json_schema(pairs, ref_template=REF, schema_generator=OpenAPISchema)
     schemas = document["$defs"]
@@ -62,7 +65,8 @@ def _schemas(requests: schema.RequestModels) -> dict[str, Any]:
 
 COMMON_ERRORS = {
     "413": "The body is larger than 64 KiB.",
-    "503": "Too many generations in progress; retry after the Retry-After delay.",
+    "503": "The batch is full and too many requests wait (or this one waited too long); retry after the Retry-After "
+    "delay.",
 }
 
 
@@ -99,6 +103,29 @@ def openapi_document(config: Mapping[str, Any], requests: schema.RequestModels) 
             }),
         },
     }
+    completions = {
+        "summary": "OpenAI-compatible text completion",
+        "description": "OpenAI's completions API (docs/api.md says what is supported); errors are OpenAI error "
+        "objects.",
+        "requestBody": {"required": True, "content": {"application/json": {"schema": _ref(requests.completion)}}},
+        "responses": {
+            "200": {
+                "description": "The completion; with stream=true, Server-Sent Events of completion chunks, then "
+                "`data: [DONE]`.",
+                "content": {
+                    "application/json": {"schema": _ref(schema.Completion)},
+                    "text/event-stream": {"schema": {"type": "string"},
+                                          "x-events": {"oneOf": [_ref(schema.Completion)]}},
+                },
+            },
+            **_errors(schema.OpenAIErrorBody, {
+                "400": "The body is not a JSON object, or a field is wrong (see error.param).",
+                "404": "Unknown model.",
+                **COMMON_ERRORS,
+            }),
+        },
+    }
+
     def get(summary: str, description: str, model: type[BaseModel]) -> dict[str, Any]:
         return {"get": {"summary": summary, "responses": {"200": _json(description, model)}}}
 
@@ -114,6 +141,10 @@ def openapi_document(config: Mapping[str, Any], requests: schema.RequestModels) 
         "components": {"schemas": _schemas(requests)},
         "paths": {
             "/generate": {"post": generate},
+            "/v1/completions": {"post": completions},
+            "/v1/models": get("The models, as OpenAI's model list", "The models.", schema.ModelObjectList),
+            "/v1/chat/completions": {"post": {"summary": "Not served: these are completion models", "responses": {
+                "404": _json("Always: an error object pointing to /v1/completions.", schema.OpenAIErrorBody)}}},
             "/models": get("The models this server has loaded", "Models, the default, and load failures.",
                            schema.ModelList),
             "/health": get("Liveness and load", "The server is up.", schema.Health),

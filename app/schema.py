@@ -30,6 +30,9 @@ MAX_RETURN_SEQUENCES = 8
 MAX_TOP_K = 1_000_000
 # Alternatives shown per token when details are asked for: enough for the probability view's hover card.
 TOP_ALTERNATIVES = 5
+# OpenAI's own limit: logprobs up to 5 alternatives per token; and up to 16 prompts in one request here.
+MAX_LOGPROBS = 5
+MAX_PROMPTS = 16
 
 # The app's own /generate fields, defined like the core's options.
 DETAILS = Option("details", bool, False, "Include each token's log-probability, its rank among the vocabulary and "
@@ -230,8 +233,8 @@ class StreamDoneEvent(GenerateResponse):
 
 # --- errors --------------------------------------------------------------------------------------------------------
 
-ErrorType = Literal["bad_request", "not_found", "method_not_allowed", "payload_too_large", "invalid_field",
-                    "internal_error", "overloaded"]
+ErrorType = Literal["bad_request", "unauthorized", "not_found", "method_not_allowed", "payload_too_large",
+                    "invalid_field", "rate_limited", "internal_error", "overloaded"]
 
 
 class ErrorDetail(BaseModel):
@@ -242,6 +245,19 @@ class ErrorDetail(BaseModel):
 
 class ErrorBody(BaseModel):
     error: ErrorDetail
+
+
+class OpenAIErrorDetail(BaseModel):
+    message: str
+    type: str = Field(description="invalid_request_error, authentication_error, rate_limit_error or server_error.")
+    param: str | None = Field(description="The request field at fault, when there is one.")
+    code: str | None
+
+
+class OpenAIErrorBody(BaseModel):
+    """OpenAI's error object, on the /v1/ paths."""
+
+    error: OpenAIErrorDetail
 
 
 # --- GET /models, GET /health --------------------------------------------------------------------------------------
@@ -289,8 +305,170 @@ class Health(BaseModel):
     generations: Generations
 
 
+# --- POST /v1/completions (OpenAI's completions API) ---------------------------------------------------------------
+
+MAX_TOKENS = core.MAX_NEW_TOKENS.narrowed(name="max_tokens", default=16, description="Tokens to generate at most "
+                                          "(0 with echo scores the prompt without generating).")
+N = core.NUM_RETURN_SEQUENCES.narrowed(name="n", maximum=MAX_RETURN_SEQUENCES,
+                                       description="Completions to generate for each prompt.")
+LOGPROBS = Option("logprobs", int, None, "Return the log-probability of each token and of this many most likely "
+                  "tokens at each position.", minimum=0, maximum=MAX_LOGPROBS, nullable=True)
+ECHO = Option("echo", bool, False, "Put the prompt before the completion (with logprobs: the prompt's tokens and "
+              "their log-probabilities too, the first one null).")
+PENALTY_NOTE = ("Not supported here: any value but 0 is refused (400, naming the field); repetition_penalty, CTRL's "
+                "penalty on tokens already in the text, is.")
+PRESENCE_PENALTY = Option("presence_penalty", float, 0.0, PENALTY_NOTE, minimum=-2, maximum=2)
+FREQUENCY_PENALTY = Option("frequency_penalty", float, 0.0, PENALTY_NOTE, minimum=-2, maximum=2)
+USER = Option("user", str, None, "An end-user identifier; accepted and ignored.", max_length=256, nullable=True)
+OPENAI_STREAM = STREAM.narrowed(description="Answer with Server-Sent Events (completion chunks), ending with "
+                                "`data: [DONE]`.")
+
+TokenPrompt = list[Annotated[int, Field(ge=0)]]
+
+
+class StreamOptions(Request):
+    include_usage: bool = Field(False, description="Send a last chunk with the usage counts (and no choices).")
+
+
+class CompletionRequestBase(Request):
+    """Methods of the /v1/completions request model (its fields depend on the settings: `RequestModels`)."""
+
+    def prompts(self) -> list[str | list[int]]:
+        """The prompts: one string, or each of a list; token ids stay ids."""
+        prompt = self.prompt
+        if isinstance(prompt, str) or (prompt and isinstance(prompt[0], int)):
+            return [prompt]
+        return list(prompt) or [""]
+
+    def unsupported(self) -> OptionError | None:
+        """The first field whose value this server does not implement (OpenAI's penalties), if any."""
+        for name in ("presence_penalty", "frequency_penalty"):
+            if getattr(self, name):
+                return OptionError(name, "is not supported by this server (only 0): use repetition_penalty, CTRL's "
+                                   "penalty on tokens already in the text")
+        return None
+
+    def core_options(self, time_limit: float, max_new_tokens_cap: int) -> dict[str, Any]:
+        stop = [] if self.stop is None else [self.stop] if isinstance(self.stop, str) else list(self.stop)
+        return {
+            "max_new_tokens": min(self.max_tokens, max_new_tokens_cap),
+            "temperature": self.temperature,
+            "top_k": self.top_k,
+            "top_p": self.top_p,
+            "repetition_penalty": self.repetition_penalty,
+            "seed": self.seed,
+            "stop": tuple(stop),
+            "num_return_sequences": self.n,
+            "time_limit": time_limit,
+            "top_alternatives": self.logprobs or 0,
+        }
+
+
+def _prompt_field(max_chars: int) -> tuple[Any, Any]:
+    def check(value: Any) -> Any:
+        prompts = value if isinstance(value, list) and value and not isinstance(value[0], int) else [value]
+        if len(prompts) > MAX_PROMPTS:
+            raise OptionError("prompt", f"takes at most {MAX_PROMPTS} prompts, got {len(prompts)}")
+        for prompt in prompts:
+            if isinstance(prompt, list):
+                if not prompt or not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in prompt):
+                    raise OptionError("prompt", "token ids must be a non-empty list of integers >= 0")
+                if len(prompt) > max_chars:
+                    raise OptionError("prompt", f"must have at most {max_chars} tokens, got {len(prompt)}")
+            else:
+                core.PROMPT.narrowed(max_length=max_chars).check(prompt)
+        return value
+
+    annotation = str | list[str] | TokenPrompt | list[TokenPrompt]
+    field = Field(..., description="A string, a list of strings, or token ids (a list, or a list of lists); each at "
+                  f"most {max_chars} characters (or token ids).")
+    return Annotated[annotation, BeforeValidator(check)], field
+
+
+def _stop_field() -> tuple[Any, Any]:
+    option = core.STOP.narrowed(max_items=MAX_STOP_STRINGS, max_length=MAX_STOP_CHARS)
+
+    def check(value: Any) -> Any:
+        return option.check([value] if isinstance(value, str) else value)
+
+    item = Annotated[str, Field(min_length=1, max_length=MAX_STOP_CHARS)]
+    field = Field(None, description=f"{option.description} A string or up to {MAX_STOP_STRINGS} strings.")
+    return Annotated[item | list[item] | None, BeforeValidator(check)], field  # type: ignore[valid-type]
+
+
+def completion_request_model(config: Mapping[str, Any], model_names: list[str], default_model: str) -> type:
+    model = Option("model", str, default_model, "A model id from GET /v1/models (default: the server's default).")
+    fields = {
+        "model": option_field(model, enum=model_names),
+        "prompt": _prompt_field(config["MAX_PROMPT_CHARS"]),
+        "max_tokens": option_field(MAX_TOKENS.narrowed(description=f"{MAX_TOKENS.description} Larger values are "
+                                   f"capped at {config['MAX_NEW_TOKENS']} (the server's MAX_NEW_TOKENS).")),
+        "temperature": option_field(core.TEMPERATURE),
+        "top_p": option_field(core.TOP_P),
+        "n": option_field(N),
+        "stop": _stop_field(),
+        "seed": option_field(core.SEED),
+        "stream": option_field(OPENAI_STREAM),
+        "stream_options": (StreamOptions | None, Field(None, description="With stream: include_usage.")),
+        "logprobs": option_field(LOGPROBS),
+        "echo": option_field(ECHO),
+        "presence_penalty": option_field(PRESENCE_PENALTY),
+        "frequency_penalty": option_field(FREQUENCY_PENALTY),
+        "user": option_field(USER),
+        # Scriptorium's own sampling options, as other OpenAI-compatible servers accept them.
+        "top_k": option_field(core.TOP_K.narrowed(maximum=MAX_TOP_K)),
+        "repetition_penalty": option_field(core.REPETITION_PENALTY),
+    }
+    return create_model("CompletionRequest", __base__=CompletionRequestBase, **fields)
+
+
+class CompletionLogprobs(BaseModel):
+    tokens: list[str]
+    token_logprobs: list[float | None]
+    top_logprobs: list[dict[str, float] | None]
+    text_offset: list[int]
+
+
+class CompletionChoice(BaseModel):
+    text: str
+    index: int
+    logprobs: CompletionLogprobs | None
+    finish_reason: Literal["stop", "length"] | None
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class Completion(BaseModel):
+    """A completion, or (with stream) one chunk of it: the same object, a token's text in each choice."""
+
+    id: str
+    object: Literal["text_completion"] = "text_completion"
+    created: int
+    model: str
+    choices: list[CompletionChoice]
+    usage: Usage | None = Field(None, exclude_if=_absent, description="Absent from stream chunks, except the last one "
+                         "with stream_options.include_usage.")
+
+
+class ModelObject(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str
+
+
+class ModelObjectList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelObject]
+
+
 class RequestModels:
     """The request models for one app's settings and loaded models (built once, in `init_app`)."""
 
     def __init__(self, config: Mapping[str, Any], model_names: list[str], default_model: str) -> None:
         self.generate = generate_request_model(config, model_names, default_model)
+        self.completion = completion_request_model(config, model_names, default_model)

@@ -26,6 +26,7 @@ _EXPORTS = {
     "SchedulerClosed": "lm.scheduler",
     "SchedulerLimits": "lm.scheduler",
     "TokenEvent": "lm.generation",
+    "TokenScore": "lm.generation",
     "Tokenizer": "lm.tokenizers",
     "load": "lm.generation",
     "load_model_dir": "lm.checkpoint",

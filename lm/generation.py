@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from lm.checkpoint import LoadedModel, load_model_dir
@@ -72,6 +73,17 @@ class Choice:
     text: str
     finish_reason: str
     tokens: list[TokenEvent] = field(default_factory=list)
+
+
+@dataclass
+class TokenScore:
+    """A token of a scored text: its log-probability given the text before it (None for the first token, which
+    nothing predicts) and the most likely tokens at its place, as (id, logprob)."""
+
+    id: int
+    text: str
+    logprob: float | None
+    alternatives: list[tuple[int, float]] = field(default_factory=list)
 
 
 @dataclass
@@ -322,11 +334,11 @@ class Generator:
             quantize_model(self.model, quantize)  # before the scheduler: it batches the int8 model too
         self.scheduler = Scheduler(self.model, self.family, self.device, limits, name=self.name)
 
-    def generate(self, prompt: str = "", **options: Any) -> GenerationResult:
-        """The finished generation (Overloaded when the scheduler has no room)."""
+    def generate(self, prompt: str | Sequence[int] = "", **options: Any) -> GenerationResult:
+        """The finished generation (Overloaded when the scheduler has no room). The prompt is text, or token ids."""
         return self._submit(prompt, options, events=False).outcome()
 
-    def stream(self, prompt: str = "", **options: Any) -> GenerationStream:
+    def stream(self, prompt: str | Sequence[int] = "", **options: Any) -> GenerationStream:
         """Checks the options at once (ValueError) and queues the request (Overloaded when too many wait); tokens
         arrive as the stream is iterated."""
         return GenerationStream(self._submit(prompt, options, events=True), self.scheduler)
@@ -335,8 +347,45 @@ class Generator:
         """Stop the scheduler's loop (requests still waiting or running get SchedulerClosed)."""
         self.scheduler.stop()
 
-    def _submit(self, prompt: str, options: dict[str, Any], events: bool) -> _Generation:
-        PROMPT.check(prompt)
+    def prompt_ids(self, prompt: str | Sequence[int]) -> list[int]:
+        """A prompt's token ids: text is encoded; token ids are checked against the vocabulary (OptionError)."""
+        if isinstance(prompt, str):
+            return self.tokenizer.encode(PROMPT.check(prompt))
+        ids = list(prompt)
+        vocab = self.tokenizer.vocab_size
+        if not all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < vocab for i in ids):
+            raise OptionError("prompt", f"token ids must be integers in [0, {vocab}), the model's vocabulary")
+        return ids
+
+    @torch.inference_mode()
+    def score(self, prompt: str | Sequence[int], top: int = 0) -> list[TokenScore]:
+        """Each token of `prompt` with its log-probability under the model given the tokens before it, and the `top`
+        most likely tokens at its place: the family's faithful reading of a whole text (`Family.score_text`, as
+        `evaluate` reads: the GPT in windows of its context, the LSTM as one stream), on the caller's thread."""
+        ids = self.prompt_ids(prompt)
+        scores = [TokenScore(i, self.tokenizer.token_text(i), None) for i in ids]
+        found: list[tuple[list[float], list[list[tuple[int, float]]]]] = []
+
+        def consume(logits: torch.Tensor, targets: torch.Tensor) -> None:
+            log_probs = logits.reshape(-1, logits.shape[-1]).float().log_softmax(dim=-1)
+            chosen = log_probs.gather(1, targets.reshape(-1, 1).to(log_probs.device)).view(-1).tolist()
+            alternatives: list[list[tuple[int, float]]] = [[] for _ in chosen]
+            if top:
+                best = torch.topk(log_probs, min(top, log_probs.shape[-1]))
+                alternatives = [list(zip(i, lp)) for i, lp in zip(best.indices.tolist(), best.values.tolist())]
+            found.append((chosen, alternatives))
+
+        if len(ids) > 1:
+            self.family.score_text(self.model, np.asarray(ids, dtype=np.int64), consume, self.device)
+        position = 1
+        for chosen, alternatives in found:
+            for logprob, best in zip(chosen, alternatives):
+                scores[position].logprob, scores[position].alternatives = logprob, best
+                position += 1
+        return scores
+
+    def _submit(self, prompt: str | Sequence[int], options: dict[str, Any], events: bool) -> _Generation:
+        ids = self.prompt_ids(prompt)
         try:
             opts = GenerationOptions(**options)
         except TypeError:
@@ -351,7 +400,7 @@ class Generator:
         suppress = [self.tokenizer.unk_id] if self.tokenizer.unk_id is not None else []
         chain = ProcessorChain(opts.temperature, opts.top_k, opts.top_p, opts.repetition_penalty, suppress)
         seed = opts.seed if opts.seed is not None else int.from_bytes(os.urandom(8), "little") % DRAWN_SEED_LIMIT
-        request = _Generation(self, self.tokenizer.encode(prompt), opts, chain, seed, events)
+        request = _Generation(self, ids, opts, chain, seed, events)
         if not request.done:
             self.scheduler.submit(request)
         return request

@@ -1,4 +1,5 @@
 import { GenerationError, streamGeneration, summaryText } from "./api.js";
+import { bindApiHint } from "./apihint.js";
 import { bindSliderOutputs, clearErrors, readSettings, showError } from "./form.js";
 import { TokenView, bindColouring } from "./tokens.js";
 
@@ -18,6 +19,8 @@ if (wanted && [...form.elements.model.options].some((option) => option.value ===
   form.elements.model.value = wanted;
 }
 bindSliderOutputs(form);
+bindApiHint(() => ({ ...readSettings(form)[0], model: form.elements.model.value }), form,
+  document.getElementById("curl-generate"), document.getElementById("curl-completions"));
 
 bindColouring(document.getElementById("show-probabilities"), document.getElementById("colouring"), [view],
   document.querySelectorAll(".legend[data-colouring]"));

@@ -5,6 +5,9 @@ run's summary says why)."""
 
 from __future__ import annotations
 
+import json
+import shlex
+import subprocess
 import time
 from pathlib import Path
 
@@ -106,6 +109,20 @@ def test_rank_colouring_shows_gltrs_buckets(server, page):
     assert set(colours) <= {"rgb(173, 255, 128)"}
     page.uncheck("#show-probabilities")
     assert page.locator(".legend[data-colouring]:visible").count() == 0
+    assert page.problems == []
+
+
+def test_the_api_hint_shows_both_curl_lines_and_they_work(server, page):
+    page.goto(server.url + "/")
+    page.fill("#prompt", "It's ROMEO")
+    page.fill("#max_new_tokens", "7")
+    page.click("#api-hint summary")
+    lines = [page.text_content("#curl-generate"), page.text_content("#curl-completions")]
+    assert "/generate -d" in lines[0] and "/v1/completions -d" in lines[1]
+    generated, completed = (json.loads(subprocess.run(shlex.split(line), capture_output=True, text=True, timeout=60,
+                                                      check=True).stdout) for line in lines)
+    assert generated["prompt"] == "It's ROMEO" and generated["generated_tokens"] <= 7
+    assert completed["object"] == "text_completion" and completed["usage"]["completion_tokens"] <= 7
     assert page.problems == []
 
 

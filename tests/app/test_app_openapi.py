@@ -81,7 +81,7 @@ def doc(client):
 
 def test_document_shape(doc, app):
     assert doc["openapi"].startswith("3.1")
-    assert {"/generate", "/models", "/health", "/openapi.json"} <= set(doc["paths"])
+    assert {"/generate", "/models", "/health", "/openapi.json", "/v1/completions", "/v1/models"} <= set(doc["paths"])
     responses = doc["paths"]["/generate"]["post"]["responses"]
     assert {"200", "400", "404", "413", "422", "503"} <= set(responses)
     assert "Retry-After" in responses["503"]["headers"]
@@ -174,3 +174,24 @@ def test_responses_match_their_schemas(doc, client):
         check(response.get_json(), schema_of("/generate", "post", status), doc)
     check(client.get("/models").get_json(), schema_of("/models", "get", "200"), doc)
     check(client.get("/health").get_json(), schema_of("/health", "get", "200"), doc)
+
+
+def test_openai_responses_match_their_schemas(doc, client):
+    def schema_of(path, status, media="application/json"):
+        return doc["paths"][path]["post"]["responses"][status]["content"][media]["schema"]
+
+    request = {"$ref": "#/components/schemas/CompletionRequest"}
+    body = {"model": "tiny-gpt", "prompt": ["A", "B"], "max_tokens": 3, "n": 2, "logprobs": 2, "echo": True,
+            "stop": "\n", "seed": 1, "user": "u"}
+    check(body, request, doc)
+    check(client.post("/v1/completions", json=body).get_json(), schema_of("/v1/completions", "200"), doc)
+    events = sse_events(client.post("/v1/completions", json={**body, "stream": True}).data.replace(
+        b"data: [DONE]", b""))
+    for event in events:
+        check(event, {"$ref": "#/components/schemas/Completion"}, doc)
+    for status, data in (("400", b'{"prompt": 1}'), ("404", b'{"prompt": "A", "model": "x"}')):
+        response = client.post("/v1/completions", data=data)
+        assert response.status_code == int(status)
+        check(response.get_json(), schema_of("/v1/completions", status), doc)
+    check(client.get("/v1/models").get_json(), doc["paths"]["/v1/models"]["get"]["responses"]["200"]["content"][
+        "application/json"]["schema"], doc)

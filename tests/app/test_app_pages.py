@@ -89,7 +89,7 @@ def test_pages_link_their_assets(client):
     html = client.get("/").data.decode()
     for asset in ("/static/css/style.css", "/static/js/playground.js"):
         assert asset in html and client.get(asset).status_code == 200
-    for module in ("api.js", "form.js", "tokens.js", "compare.js"):
+    for module in ("api.js", "apihint.js", "form.js", "tokens.js", "compare.js"):
         assert client.get(f"/static/js/{module}").status_code == 200
 
 

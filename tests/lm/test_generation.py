@@ -203,3 +203,33 @@ def test_extreme_but_allowed_settings_still_sample(model_dir):
     for options in ({"temperature": 1e-3}, {"temperature": 100.0}, {"repetition_penalty": 1e-3},
                     {"repetition_penalty": 100.0}):
         assert len(load(model_dir).generate("It", max_new_tokens=5, seed=0, **options).tokens) == 5
+
+
+def test_score_gives_each_tokens_logprob_given_the_text_before_it(model_dir):
+    generator = load(model_dir)
+    text = "What light through yonder window"
+    scores = generator.score(text, top=3)
+    ids = generator.tokenizer.encode(text)
+    assert [s.id for s in scores] == ids and scores[0].logprob is None and scores[0].alternatives == []
+    with torch.no_grad():
+        expected = generator.model(torch.tensor([ids])).logits[0, :-1].log_softmax(-1)
+    for i, score in enumerate(scores[1:]):
+        assert score.logprob == pytest.approx(float(expected[i, ids[i + 1]]), abs=1e-4)
+        assert [a for a, _ in score.alternatives] == expected[i].topk(3).indices.tolist()
+    assert generator.score([ids[0]]) == [scores[0]]
+    with pytest.raises(ValueError, match="prompt"):
+        generator.score([generator.tokenizer.vocab_size])
+
+
+def test_a_text_longer_than_the_context_is_scored_in_windows(tmp_path, char_tokenizer):
+    save_model_dir(tmp_path / "m", tiny_model("gpt", char_tokenizer.vocab_size), char_tokenizer)
+    generator = load(tmp_path / "m")
+    scores = generator.score(CORPUS[:100])
+    assert len(scores) == 100 and all(s.logprob is not None and s.logprob <= 0 for s in scores[1:])
+
+
+def test_a_prompt_may_be_token_ids(model_dir):
+    generator = load(model_dir)
+    ids = generator.tokenizer.encode("It is")
+    assert generator.generate(ids, max_new_tokens=8, seed=3).text == generator.generate("It is", max_new_tokens=8,
+                                                                                         seed=3).text
