@@ -12,7 +12,10 @@ both), WEB_CONCURRENCY (workers), GUNICORN_THREADS (threads per worker), plus th
 """
 
 import os
+import secrets
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 from app.settings import SettingsError, load_settings
@@ -50,6 +53,15 @@ def _cores() -> int:
 CORES = _cores()
 SETTINGS = _app_settings()
 
+# Every worker signs the playground pages' tokens with the same key (app/access.py), so a page served by one worker
+# works with the others.
+os.environ.setdefault("SECRET_KEY", secrets.token_hex(32))
+# prometheus_client's multiprocess mode: each worker keeps its metrics in files here, and /metrics adds them up
+# (app/metrics.py). A fresh folder per server unless PROMETHEUS_MULTIPROC_DIR names one (emptied at start).
+OWN_METRICS_DIR = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+METRICS_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(prefix="scriptorium-metrics-")
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = METRICS_DIR
+
 # each worker builds the app; a set-up problem stops the server with one line (app/gunicorn_worker.py)
 wsgi_app = "app.gunicorn_worker:create_app_or_stop()"
 bind = [os.environ.get("BIND") or f"{SETTINGS['HOST']}:{SETTINGS['PORT']}"]
@@ -82,7 +94,9 @@ forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 
 def on_starting(server):
     """Stop early, with one line, when there is obviously nothing to serve (checked without importing
-    torch)."""
+    torch); start the metrics from zero."""
+    for stale in Path(METRICS_DIR).glob("*.db"):
+        stale.unlink()
     model_dir = Path(SETTINGS["MODEL_DIR"])
     # lm.checkpoint.CONFIG_FILE, spelled out here: importing lm.checkpoint would import torch
     candidates = [p for p in model_dir.glob("*/config.json") if not p.parent.name.startswith((".", "_"))]
@@ -111,6 +125,18 @@ def post_fork(server, worker):
     app_log.handlers = list(server.log.error_log.handlers)
     app_log.setLevel(logging.INFO)
     app_log.propagate = False
+
+
+def child_exit(server, worker):
+    # In the master, when a worker has gone: its gauges (queue, batch) stop counting in /metrics.
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    if OWN_METRICS_DIR:
+        shutil.rmtree(METRICS_DIR, ignore_errors=True)
 
 
 def worker_exit(server, worker):

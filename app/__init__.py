@@ -26,7 +26,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """
     # Imported here, as in Flask's tutorial, so that importing the package stays cheap and free of torch: gunicorn's
     # master process reads app.settings, and must not start torch before it forks the workers.
-    from app import api, errors, openai_api, pages, registry, security
+    from app import access, api, errors, metrics, openai_api, pages, registry, security
 
     app = Flask(__name__, template_folder="../templates", static_folder="../static")
     app.config.from_mapping(load_settings(os.environ, config))
@@ -35,6 +35,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     errors.init_app(app)
     security.init_app(app)
     registry.init_app(app)
+    metrics.init_app(app, app.extensions[registry.EXTENSION])
+    access.init_app(app)
     api.init_app(app)
     app.register_blueprint(openai_api.bp)
     app.register_blueprint(pages.bp)

@@ -9,6 +9,7 @@ get their status, not an event inside a 200.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from typing import Any
 from flask import current_app
 
 from app.errors import APIError, invalid_input
+from app.metrics import observe_first_token
 from lm.scheduler import Overloaded, SchedulerClosed
 
 
@@ -41,7 +43,28 @@ def core_errors() -> Iterator[None]:
 def generate(generator: Any, prompt: str | list[int], options: dict[str, Any]) -> Any:
     """The finished `GenerationResult`."""
     with core_errors():
-        return generator.generate(prompt, **options)
+        result = generator.generate(prompt, **options)
+    observe_first_token(generator.name, result.time_to_first_token)
+    return result
+
+
+def generate_all(generator: Any, prompts: list[Any], options: dict[str, Any]) -> list[Any]:
+    """The finished results of several prompts, queued together so that they share the scheduler's batch."""
+    with core_errors():
+        streams = []
+        try:
+            for prompt in prompts:
+                streams.append(generator.stream(prompt, **options))
+            for stream in streams:
+                for _event in stream:
+                    pass
+        except BaseException:
+            for stream in streams:
+                stream.close()
+            raise
+    for stream in streams:
+        observe_first_token(generator.name, stream.result.time_to_first_token)
+    return [stream.result for stream in streams]
 
 
 @dataclass
@@ -60,6 +83,7 @@ class Started:
 
 def start_stream(generator: Any, prompt: str | list[int], options: dict[str, Any]) -> Started:
     """A stream, once it has room and its first token."""
+    asked = time.perf_counter()
     with core_errors():
         stream = generator.stream(prompt, **options)
         events = iter(stream)
@@ -70,4 +94,6 @@ def start_stream(generator: Any, prompt: str | list[int], options: dict[str, Any
         except BaseException:
             stream.close()
             raise
+    if first is not None:
+        observe_first_token(generator.name, time.perf_counter() - asked)
     return Started(stream, first, events)

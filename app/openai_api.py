@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify
+from flask import Blueprint, Response, current_app, jsonify, stream_with_context
 
 from app import engine
 from app.api import get_request_models
@@ -118,7 +118,7 @@ class CompletionRun:
 
     def answer(self) -> dict[str, Any]:
         """The whole completion: every prompt generated together (they share the scheduler's batch)."""
-        results = self._generate_all()
+        results = engine.generate_all(self.generator, self.prompt_ids, self.options)
         choices = []
         for p, result in enumerate(results):
             echo = self.echoes[p]
@@ -135,21 +135,6 @@ class CompletionRun:
                                                 index=p * self.request.n + sequence, logprobs=logprobs,
                                                 finish_reason=finish_reason(choice.finish_reason)))
         return self.completion(choices, self.usage(results)).model_dump()
-
-    def _generate_all(self) -> list[Any]:
-        with engine.core_errors():
-            streams = []
-            try:
-                for ids in self.prompt_ids:
-                    streams.append(self.generator.stream(ids, **self.options))
-                for stream in streams:
-                    for _event in stream:
-                        pass
-            except BaseException:
-                for stream in streams:
-                    stream.close()
-                raise
-        return [stream.result for stream in streams]
 
     def chunks(self) -> Iterator[str]:
         """Server-Sent Events: completion chunks, one per token (with echo, the prompt first), the finish reason of
@@ -216,7 +201,8 @@ def completions() -> Response:
     run = CompletionRun(request)
     if not request.stream:
         return jsonify(run.answer())
-    response = Response(run.chunks(), mimetype="text/event-stream",
+    # the later prompts start while the body streams: they need the app (its settings, metrics)
+    response = Response(stream_with_context(run.chunks()), mimetype="text/event-stream",
                         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
     # A server that never starts iterating the body (client gone before the first byte) still closes it.
     response.call_on_close(run.close)

@@ -63,8 +63,12 @@ def _schemas(requests: schema.RequestModels) -> dict[str, Any]:
     return schemas
 
 
+# No credentials, or a bearer key when the server sets API_KEYS (app/access.py).
+KEYED = [{}, {"bearer": []}]
 COMMON_ERRORS = {
+    "401": "API_KEYS is set and the request has neither `Authorization: Bearer <key>` nor a playground page's token.",
     "413": "The body is larger than 64 KiB.",
+    "429": "This key (or client address) is over RATE_LIMIT; retry after the Retry-After delay.",
     "503": "The batch is full and too many requests wait (or this one waited too long); retry after the Retry-After "
     "delay.",
 }
@@ -73,6 +77,7 @@ COMMON_ERRORS = {
 def openapi_document(config: Mapping[str, Any], requests: schema.RequestModels) -> dict[str, Any]:
     generate = {
         "summary": "Continue a prompt",
+        "security": KEYED,
         "description": (
             "The body is parsed as JSON whatever its Content-Type. Unknown fields are rejected (422). Numeric fields "
             'also take numeric strings ("30", "0.6"), as HTML forms send them. '
@@ -105,6 +110,7 @@ def openapi_document(config: Mapping[str, Any], requests: schema.RequestModels) 
     }
     completions = {
         "summary": "OpenAI-compatible text completion",
+        "security": KEYED,
         "description": "OpenAI's completions API (docs/api.md says what is supported); errors are OpenAI error "
         "objects.",
         "requestBody": {"required": True, "content": {"application/json": {"schema": _ref(requests.completion)}}},
@@ -126,8 +132,9 @@ def openapi_document(config: Mapping[str, Any], requests: schema.RequestModels) 
         },
     }
 
-    def get(summary: str, description: str, model: type[BaseModel]) -> dict[str, Any]:
-        return {"get": {"summary": summary, "responses": {"200": _json(description, model)}}}
+    def get(summary: str, description: str, model: type[BaseModel], keyed: bool = True) -> dict[str, Any]:
+        operation = {"summary": summary, "responses": {"200": _json(description, model)}}
+        return {"get": {**operation, "security": KEYED} if keyed else operation}
 
     return {
         "openapi": "3.1.0",
@@ -138,7 +145,11 @@ def openapi_document(config: Mapping[str, Any], requests: schema.RequestModels) 
         },
         # Relative to where this document is served: right behind any proxy, http or https.
         "servers": [{"url": "/"}],
-        "components": {"schemas": _schemas(requests)},
+        "components": {
+            "schemas": _schemas(requests),
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
+                                           "description": "Asked only when the server sets API_KEYS."}},
+        },
         "paths": {
             "/generate": {"post": generate},
             "/v1/completions": {"post": completions},
@@ -147,7 +158,9 @@ def openapi_document(config: Mapping[str, Any], requests: schema.RequestModels) 
                 "404": _json("Always: an error object pointing to /v1/completions.", schema.OpenAIErrorBody)}}},
             "/models": get("The models this server has loaded", "Models, the default, and load failures.",
                            schema.ModelList),
-            "/health": get("Liveness and load", "The server is up.", schema.Health),
+            "/health": get("Liveness and load", "The server is up.", schema.Health, keyed=False),
+            "/metrics": {"get": {"summary": "Prometheus metrics", "security": KEYED, "responses": {
+                "200": {"description": "Prometheus' text format.", "content": {"text/plain": {}}}}}},
             "/openapi.json": {"get": {"summary": "This document", "responses": {
                 "200": {"description": "OpenAPI 3.1 document.", "content": {"application/json": {}}}}}},
         },

@@ -7,7 +7,10 @@ import math
 from pathlib import Path
 
 from flask import Blueprint, Response, abort, current_app, render_template, send_from_directory
+from markdown_it import MarkdownIt
+from markupsafe import Markup
 
+from app.access import get_access
 from app.registry import get_registry
 from lm.checkpoint import CARD_FILE, CURVE_FILE, own_evaluation
 from lm.options import TEMPERATURE
@@ -16,6 +19,9 @@ bp = Blueprint("pages", __name__)
 
 MAX_CARD_CHARS = 100_000  # a card is a page of prose; anything bigger is not worth sending to a browser
 MAX_EVALUATION_BYTES = 1_000_000
+# CommonMark plus tables (the card's figures), with raw HTML off: a card's "<b>" or "<script>" is shown as text, and
+# markdown-it refuses javascript: and other unsafe link targets.
+MARKDOWN = MarkdownIt("commonmark", {"html": False}).enable("table")
 
 
 @bp.app_context_processor
@@ -26,6 +32,8 @@ def navigation() -> dict:
         "models": [registry.describe(name) for name in registry.names],
         "default_model": registry.default_name,
         "failures": registry.failures,
+        # what the page's scripts show the API when API_KEYS is set (app/access.py)
+        "playground_token": get_access().playground_token(),
     }
 
 
@@ -81,7 +89,7 @@ def model(name: str) -> str:
     generator = get_registry().get(name)
     card = None
     try:
-        card = (path / CARD_FILE).read_text(encoding="utf-8", errors="replace")[:MAX_CARD_CHARS]
+        card = Markup(MARKDOWN.render((path / CARD_FILE).read_text(encoding="utf-8", errors="replace")[:MAX_CARD_CHARS]))
     except OSError:
         pass  # a card is optional
     config = generator.config or {}

@@ -1,15 +1,16 @@
 """The models this process serves: every model directory under MODEL_DIR, loaded once at start-up, each with its
 scheduler (lm/scheduler.py), which batches every generation of that model in this process.
 
-A directory that cannot be loaded is skipped with its reason logged and kept in `failures` (shown by /models
-and /health), so one broken model never takes the others down. With no usable model at all,
-`NoUsableModelError`.
+A directory that cannot be loaded is skipped with its full reason logged and kept in `failures` (shown by /models
+and /health, naming the model and the kind of problem, never a path of this machine), so one broken model never
+takes the others down. With no usable model at all, `NoUsableModelError`.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
@@ -19,6 +20,7 @@ from typing import Any
 from flask import Flask, current_app
 
 import lm
+from lm.paths import without_paths
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +34,7 @@ class NoUsableModelError(RuntimeError):
 @dataclass(frozen=True)
 class LoadFailure:
     name: str
-    reason: str
+    reason: str  # public: the kind of problem, files named relative to MODEL_DIR (the log has the full message)
 
     def to_json(self) -> dict[str, str]:
         return {"name": self.name, "error": self.reason}
@@ -44,6 +46,19 @@ def _bits_per_char(generator: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         return None
     return float(value)
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+
+
+def _public_reason(error: Exception, root: Path) -> str:
+    """What /models and /health say about a model that failed to load: for a CheckpointError (a ValueError whose
+    one line names the file and the problem), that line with files named relative to MODEL_DIR and any other path
+    cut to its name; for anything else, only the kind of error."""
+    if not isinstance(error, ValueError):
+        return f"{type(error).__name__} while loading (see the server log)"
+    return without_paths(_first_line(error).replace(f"{root.resolve()}{os.sep}", "").replace(f"{root}{os.sep}", ""))
 
 
 class ModelRegistry:
@@ -74,12 +89,8 @@ class ModelRegistry:
             try:
                 generators[path.name] = loader(path)
             except Exception as error:  # noqa: BLE001 - any failure of one model must not stop the others
-                reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-                # CheckpointError is a ValueError whose message is already one line naming the file.
-                if not isinstance(error, ValueError):
-                    reason = f"{type(error).__name__}: {reason}"
-                failures.append(LoadFailure(path.name, reason))
-                log.warning("skipping model %s: %s", path, reason)
+                log.warning("skipping model %s: %s", path, _first_line(error))
+                failures.append(LoadFailure(path.name, _public_reason(error, root)))
         if not generators:
             detail = (
                 "; ".join(f"{f.name}: {f.reason}" for f in failures) or "the folder has no model directories"

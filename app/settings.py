@@ -7,6 +7,8 @@ with one line naming the variable, instead of surfacing later as a confusing req
 from __future__ import annotations
 
 import os
+import re
+import secrets
 from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
@@ -43,6 +45,27 @@ def _optional_str(name: str, value: Any) -> str | None:
     return os.fspath(value).strip() or None
 
 
+def _items(name: str, value: Any) -> tuple[str, ...]:
+    """A comma-separated list (an environment variable) or a list of strings, as a tuple; empty items dropped."""
+    if isinstance(value, str):
+        value = value.split(",")
+    if not isinstance(value, (list, tuple)) or not all(isinstance(item, str) for item in value):
+        raise OptionError(name, f"must be a comma-separated list, got {checks.shown(value)}")
+    return tuple(item.strip() for item in value if item.strip())
+
+
+def _origins(name: str, value: Any) -> tuple[str, ...]:
+    origins = _items(name, value)
+    for origin in origins:
+        if origin != "*" and not re.fullmatch(r"https?://[^/\s]+", origin):
+            raise OptionError(name, f"must list origins such as https://example.com (or *), got {checks.shown(origin)}")
+    return origins
+
+
+def _per_minute(name: str, value: Any) -> float:
+    return checks.number_from(name, value, minimum=0)
+
+
 def _str(name: str, value: Any) -> str:
     parsed = _optional_str(name, value)
     if parsed is None:
@@ -76,6 +99,14 @@ ENV_SETTINGS: dict[str, tuple[Any, Callable[[str, Any], Any]]] = {
     "FRAME_ANCESTORS": ("'self' https://huggingface.co https://*.hf.space", _str),
     # int8 linear layers for CPU serving (lm.quantize); none = float32
     "QUANTIZE": (None, _quantize),
+    # Access control (app/access.py), all off by default.
+    "API_KEYS": ((), _items),
+    "RATE_LIMIT": (0.0, _per_minute),  # generation requests per minute per key or client address; 0 = no limit
+    "RATE_LIMIT_BURST": (10, _integer(1)),
+    "CORS_ORIGINS": ((), _origins),
+    "PROXY_HOPS": (0, _integer(0)),
+    # Signs the playground pages' tokens; random per process unless set (gunicorn.conf.py sets one for its workers).
+    "SECRET_KEY": (None, _optional_str),
 }
 
 
@@ -99,4 +130,5 @@ def load_settings(environ: Mapping[str, str], overrides: Mapping[str, Any] | Non
     if settings["MAX_CONCURRENT_GENERATIONS"] is not None and not batch_size_given:
         settings["MAX_BATCH_SIZE"] = settings["MAX_CONCURRENT_GENERATIONS"]
     settings.setdefault("MAX_CONTENT_LENGTH", MAX_BODY_BYTES)
+    settings["SECRET_KEY"] = settings["SECRET_KEY"] or secrets.token_hex(32)
     return settings

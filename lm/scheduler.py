@@ -174,13 +174,14 @@ class Scheduler:
     thread, started with the first request."""
 
     def __init__(self, model: nn.Module, family: Family, device: torch.device, limits: SchedulerLimits | None = None,
-                 name: str = "model", on_step: Callable[[Load], None] | None = None) -> None:
+                 name: str = "model", on_step: Callable[[Load, int], None] | None = None) -> None:
         self.model = model
         self.family = family
         self.device = device
         self.limits = limits or SchedulerLimits()
         self.name = name
-        self.on_step = on_step  # called after each step and each change of the queue, on the loop's thread
+        # called after each step, on the loop's thread, with the load and the number of tokens the step drew
+        self.on_step = on_step
         self._lock = threading.Condition()
         self._waiting: deque[tuple[Request, float]] = deque()  # (request, when it came)
         self._prefills: list[_Prefill] = []
@@ -243,12 +244,13 @@ class Scheduler:
                     if not self._rows and not self._prefills:
                         self._lock.wait(timeout=1.0)
                         continue
+                drawn = 0
                 try:
-                    self._step()
+                    drawn = self._step()
                 except Exception as error:  # noqa: BLE001 - the batch as a whole failed; the loop goes on
                     log.exception("%s: a decoding step failed; its requests get the error", self.name)
                     self._fail_batch(error)
-                self._report()
+                self._report(drawn)
         closed = SchedulerClosed(f"{self.name}: the scheduler has stopped")
         self._fail_batch(closed)
         with self._lock:
@@ -275,11 +277,14 @@ class Scheduler:
             self._prefills.append(_Prefill(request, self.model.init_state(1, self.device)))
             request.admitted()
 
-    def _step(self) -> None:
+    def _step(self) -> int:
+        """One step: prompts read, a token drawn for every row, rows that ended gone, the rest fed their token.
+        Returns the number of tokens drawn."""
         self._prefill()
         if not self._rows:
-            return
+            return 0
         chosen, ended, column = self._sample()
+        drawn = len(chosen)
         gone = ended | {i for i, row in enumerate(self._rows) if row.request.done}
         if gone:
             column = None
@@ -288,7 +293,7 @@ class Scheduler:
             chosen = [chosen[i] for i in keep]
             if not self._rows:
                 self._state, self._logits = None, None
-                return
+                return drawn
             self._state = self.family.keep_rows(self.model, self._state, keep)
         for row, token in zip(self._rows, chosen):
             row.history.append(token)
@@ -297,6 +302,7 @@ class Scheduler:
                                             self.device)
         output = self.model(tokens, self._state)
         self._state, self._logits = output.state, output.logits[:, -1]
+        return drawn
 
     def _prefill(self) -> None:
         """Read up to `prefill_chunk` prompt tokens of the admitted requests; those whose prompt is read join."""
@@ -406,10 +412,10 @@ class Scheduler:
         self._rows, self._prefills = [], []
         self._state, self._logits = None, None
 
-    def _report(self) -> None:
+    def _report(self, drawn: int) -> None:
         if self.on_step is not None:
             try:
-                self.on_step(self.load)
+                self.on_step(self.load, drawn)
             except Exception:  # noqa: BLE001 - a metrics hook must not stop generation
                 log.exception("%s: the on_step hook failed", self.name)
 

@@ -3,7 +3,9 @@
 Everything in the card is read, not typed: the architecture and training metadata from `config.json`, the quality
 figures of the model on its own validation text (`evaluations/`, written by `python -m training evaluate`; the older
 `evaluation.json` of directories evaluated before), a line for each other text it was evaluated on, and samples
-generated on the spot with the settings printed beside them. The web app's model page shows the card.
+generated on the spot with the settings printed beside them. The web app's model page shows the card. A card travels
+with its model, so the paths of the machine that trained it are cut to file names (`lm.paths.without_paths`): the
+corpus is named with its public address.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 from lm.atomic import atomic_write_text
 from lm.checkpoint import CARD_FILE, CURVE_FILE, METRICS_FILE, WEIGHTS_FILE, evaluations, own_evaluation, read_config
 from lm.models import MODEL_TYPES
+from lm.paths import without_paths
 from training.data.corpora import KNOWN_CORPORA
 
 SAMPLE_PROMPTS = ("ROMEO:", "JULIET:\nO", "First Citizen:\n")
@@ -26,7 +29,7 @@ def _corpus_line(training: dict[str, Any]) -> str:
     preset_source = ((training.get("config") or {}).get("data") or {}).get("source", "")
     data = training.get("data") or {}
     corpus = KNOWN_CORPORA.get(preset_source)
-    where = data.get("source", preset_source)
+    where = without_paths(str(data.get("source", preset_source)))
     if corpus is None:
         return f"`{where}` (the text given to the trainer)"
     address = next(iter(corpus.urls.values()))
@@ -113,7 +116,7 @@ def _other_evaluations(model_dir: Path, own_file: Path) -> list[str]:
         figures = (result.get("splits") or {}).get("valid") or result
         if file == own_file or "bits_per_char" not in figures:
             continue
-        lines.append(f"- {result.get('data', file.stem)}: {figures['bits_per_char']:.4f} bits/char "
+        lines.append(f"- {without_paths(str(result.get('data', file.stem)))}: {figures['bits_per_char']:.4f} bits/char "
                      f"(`{file.relative_to(model_dir).as_posix()}`)")
     return ["Also evaluated on:", "", *lines, ""] if lines else []
 
@@ -149,7 +152,7 @@ def render_card(model_dir: str | Path) -> str:
         "## How it was trained",
         "",
         "```bash",
-        training.get("command", "(not recorded)"),
+        without_paths(training.get("command", "(not recorded)")),
         "```",
         "",
         f"- **Steps:** {training.get('steps', '?'):,} ({training.get('tokens_seen', 0):,} tokens seen), "
@@ -165,8 +168,8 @@ def render_card(model_dir: str | Path) -> str:
     ]
     if evaluation:
         lines += [
-            f"Evaluated with `{evaluation.get('command', 'python -m training evaluate')}` on "
-            f"{evaluation.get('data', 'the validation text')}:",
+            f"Evaluated with `{without_paths(evaluation.get('command', 'python -m training evaluate'))}` on "
+            f"{without_paths(evaluation.get('data', 'the validation text'))}:",
             "",
             *_figures_table(evaluation),
             "",

@@ -22,11 +22,14 @@ async function errorFrom(response) {
   return new GenerationError(response.status, error, response.headers.get("Retry-After"));
 }
 
+// The page's own token: when the server asks for API keys, the playground's requests carry this instead.
+const PLAYGROUND_TOKEN = document.querySelector('meta[name="scriptorium-playground"]')?.content ?? "";
+
 // Streams one generation. Calls onToken(event) per token event; resolves with the final "done" event.
 export async function streamGeneration(body, { signal, onToken }) {
   const response = await fetch("/generate", {
     method: "POST",
-    headers: { "Content-Type": "application/json", Accept: "text/event-stream" },
+    headers: { "Content-Type": "application/json", Accept: "text/event-stream", "X-Playground-Token": PLAYGROUND_TOKEN },
     body: JSON.stringify({ ...body, stream: true }),
     signal,
   });

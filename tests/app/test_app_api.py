@@ -392,7 +392,7 @@ def test_concurrent_requests_share_decoding_steps_and_keep_their_seeded_text(mod
     with app.app_context():
         scheduler = get_registry().get().scheduler
     peaks = []
-    scheduler.on_step = lambda load: peaks.append(load.rows)
+    scheduler.on_step = lambda load, drawn: peaks.append(load.rows)
     bodies = [{"prompt": "A" * (i + 1), "max_new_tokens": 300, "seed": i, "temperature": 0.5 + i / 10}
               for i in range(6)]
 

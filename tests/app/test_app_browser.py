@@ -126,6 +126,23 @@ def test_the_api_hint_shows_both_curl_lines_and_they_work(server, page):
     assert page.problems == []
 
 
+def test_the_playground_works_when_the_api_needs_keys(page, tmp_path):
+    from tests.app.conftest import build_models
+
+    keyed = Server("waitress", build_models(tmp_path / "models"), API_KEYS="a-key-for-scripts-only")
+    try:
+        assert requests.post(keyed.url + "/generate", json={"prompt": "A"}, timeout=30).status_code == 401
+        output = generate(keyed, page, max_new_tokens=10)
+        assert output.startswith("ROMEO:") and page.locator("#output .tok").count() > 0
+        page.goto(keyed.url + "/compare")
+        page.fill("#max_new_tokens", "5")
+        page.click("#generate")
+        page.locator("#stats-b", has_text="finish").wait_for(timeout=30_000)
+        assert page.problems == []
+    finally:
+        keyed.stop()
+
+
 def test_copy_puts_prompt_and_generation_on_the_clipboard(server, page):
     page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server.url)
     shown = generate(server, page)

@@ -38,3 +38,16 @@ def test_models_example_is_what_the_shipped_models_answer(monkeypatch):
     app = create_app({**TEST_CONFIG, "MODEL_DIR": str(SHIPPED)})
     answer = app.test_client().get("/models").get_json()
     assert documented == _rounded(answer)
+
+
+SHIPPED_TEXT = sorted(p for pattern in ("*/card.md", "*/config.json", "*/evaluation.json", "*/train_config.yaml")
+                      for p in SHIPPED.glob(pattern))
+
+
+@pytest.mark.parametrize("path", SHIPPED_TEXT, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_shipped_cards_and_configs_carry_no_absolute_path(path):
+    """They travel with the model: they name the corpus (and its public address), not where it was on disk."""
+    from lm.paths import without_paths
+
+    text = path.read_text(encoding="utf-8")
+    assert without_paths(text) == text

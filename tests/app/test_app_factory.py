@@ -95,10 +95,28 @@ def test_broken_directories_are_skipped_with_their_reason(make_models_dir, caplo
     models = client.get("/models").get_json()
     assert [m["name"] for m in models["models"]] == ["tiny-gpt", "tiny-lstm"]
     assert [f["name"] for f in models["unavailable"]] == ["broken"]
-    assert "config.json" in models["unavailable"][0]["error"]
+    error = models["unavailable"][0]["error"]
+    assert error.startswith("broken/config.json: not valid JSON") and str(root) not in error  # no server path
+    assert str(root / "broken") in caplog.text  # the log has it
     assert client.get("/health").get_json()["unavailable"] == models["unavailable"]
     assert "skipping model" in caplog.text and "broken" in caplog.text
     assert b"could not be loaded" in client.get("/").data
+
+
+def test_a_load_failure_that_is_not_a_checkpoint_error_is_named_by_its_kind(tmp_path, caplog):
+    for name in ("good", "bad"):
+        (tmp_path / name).mkdir()
+
+    def loader(path):
+        if path.name == "bad":
+            raise OSError(f"[Errno 5] Input/output error: '{path / 'model.safetensors'}'")
+        return fake()
+
+    with caplog.at_level(logging.WARNING, logger="app.registry"):
+        registry = ModelRegistry.from_directory(tmp_path, loader=loader)
+    [failure] = registry.failures
+    assert failure.to_json() == {"name": "bad", "error": "OSError while loading (see the server log)"}
+    assert str(tmp_path / "bad" / "model.safetensors") in caplog.text
 
 
 def test_no_usable_model(tmp_path):

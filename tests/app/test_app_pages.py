@@ -95,7 +95,8 @@ def test_pages_link_their_assets(client):
 
 def test_model_page_shows_card_escaped_metrics_and_curve(client):
     html = client.get("/models/tiny-gpt").data.decode()
-    assert "&lt;b&gt;test&lt;/b&gt;" in html and "<b>test</b>" not in html
+    assert "<h1>tiny-gpt</h1>" in html  # the card's Markdown, rendered
+    assert "&lt;b&gt;test&lt;/b&gt;" in html and "<b>test</b>" not in html  # its raw HTML shown as text
     assert "val_bits_per_char" in html and "2.1" in html
     assert "/models/tiny-gpt/training_curve.png" in html
     lstm = client.get("/models/tiny-lstm").data.decode()
@@ -121,6 +122,23 @@ def test_model_page_shows_the_baseline_ladder_with_the_model_on_it(make_models_d
     assert html.index('class="ladder-model"') < html.index("2.0368") < html.index("2.1879")
     lstm = client.get("/models/tiny-lstm")
     assert lstm.status_code == 200 and "baseline ladder" not in lstm.data.decode()
+
+
+def test_a_card_renders_markdown_tables_and_code_but_no_html_or_script_links(models_dir, tmp_path):
+    import shutil
+
+    from app import create_app
+
+    root = tmp_path / "models"
+    shutil.copytree(models_dir, root)
+    (root / "tiny-gpt" / "card.md").write_text(
+        "# Card\n\n| figure | value |\n| --- | --- |\n| loss | 1.25 |\n\n```bash\npython -m training train\n```\n\n"
+        "<script>alert(1)</script>\n\n[click](javascript:alert(1)) <img src=x onerror=alert(1)>\n", encoding="utf-8")
+    html = create_app({"TESTING": True, "MODEL_DIR": str(root)}).test_client().get("/models/tiny-gpt").data.decode()
+    card = html[html.index('<div class="card">'):]
+    assert "<table>" in card and "<td>1.25</td>" in card and '<code class="language-bash">' in card
+    assert "<script>alert" not in card and "&lt;script&gt;" in card and "<img" not in card
+    assert 'href="javascript' not in card
 
 
 def test_training_curve_route_serves_only_that_file_of_a_loaded_model(client):

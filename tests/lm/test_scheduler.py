@@ -45,7 +45,7 @@ def test_a_seeded_request_gives_the_same_text_alone_or_batched(generator):
     alone = [outcome(generator.generate(prompt, **options)) for prompt, options in REQUESTS]
 
     peaks = []
-    generator.scheduler.on_step = lambda load: peaks.append(load.rows)
+    generator.scheduler.on_step = lambda load, drawn: peaks.append(load.rows)
     # the first three start together; the others join while those are half-way (rows at different positions, the
     # GPT's sliding past its context of 32 at different steps)
     streams = [generator.stream(prompt, **options) for prompt, options in REQUESTS[:3]]
