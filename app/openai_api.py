@@ -34,7 +34,8 @@ COMPLETION_EXAMPLE = '{"model": "MODEL", "prompt": "ROMEO:", "max_tokens": 16}'
 
 
 def finish_reason(reason: str) -> str:
-    """OpenAI's two reasons: cut short ("length": max_tokens or the time limit) or ended ("stop": eos, a stop string)."""
+    """OpenAI's two reasons: cut short ("length": max_tokens or the time limit), or ended ("stop": eos, a stop
+    string)."""
     return "length" if reason in (FINISHED_BY_LENGTH, FINISHED_BY_TIME_LIMIT) else "stop"
 
 

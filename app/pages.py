@@ -89,7 +89,8 @@ def model(name: str) -> str:
     generator = get_registry().get(name)
     card = None
     try:
-        card = Markup(MARKDOWN.render((path / CARD_FILE).read_text(encoding="utf-8", errors="replace")[:MAX_CARD_CHARS]))
+        text = (path / CARD_FILE).read_text(encoding="utf-8", errors="replace")[:MAX_CARD_CHARS]
+        card = Markup(MARKDOWN.render(text))
     except OSError:
         pass  # a card is optional
     config = generator.config or {}

@@ -43,7 +43,10 @@ RETURN_FULL_TEXT = Option("return_full_text", bool, False, "generated_text inclu
 
 # An HTML form's values are strings: "30" and "0.6" are read as the numbers they spell (as the seed app's server did
 # with int() and float()); anything else (" 30", "1_000", "nan", "0x1e", "") is refused as not a number.
-_CLEAN = {int: re.compile(r"[+-]?\d{1,30}"), float: re.compile(r"[+-]?(\d{1,30}(\.\d{0,30})?|\.\d{1,30})([eE][+-]?\d{1,3})?")}
+_CLEAN = {
+    int: re.compile(r"[+-]?\d{1,30}"),
+    float: re.compile(r"[+-]?(\d{1,30}(\.\d{0,30})?|\.\d{1,30})([eE][+-]?\d{1,3})?"),
+}
 
 
 def form_number(option: Option, value: Any) -> Any:
@@ -184,8 +187,8 @@ class Token(BaseModel):
     text: str = Field(description="Visible text this token adds (may be empty while a possible stop string is held "
                       "back).")
     logprob: float | None = Field(description="Natural log-probability of the token (null for -infinity).")
-    rank: int | None = Field(None, exclude_if=_absent, description="1 + how many tokens the model found more likely (only "
-                      "with details): GLTR's measure, 1 is the most likely token.")
+    rank: int | None = Field(None, exclude_if=_absent, description="1 + how many tokens the model found more "
+                             "likely (only with details): GLTR's measure, 1 is the most likely token.")
     alternatives: list[Alternative] | None = Field(None, exclude_if=_absent,
                                             description="Most likely tokens at this step (only with details).")
 

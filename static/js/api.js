@@ -29,7 +29,11 @@ const PLAYGROUND_TOKEN = document.querySelector('meta[name="scriptorium-playgrou
 export async function streamGeneration(body, { signal, onToken }) {
   const response = await fetch("/generate", {
     method: "POST",
-    headers: { "Content-Type": "application/json", Accept: "text/event-stream", "X-Playground-Token": PLAYGROUND_TOKEN },
+    headers: {
+      "Content-Type": "application/json",
+      Accept: "text/event-stream",
+      "X-Playground-Token": PLAYGROUND_TOKEN,
+    },
     body: JSON.stringify({ ...body, stream: true }),
     signal,
   });

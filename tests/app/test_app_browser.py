@@ -105,7 +105,8 @@ def test_rank_colouring_shows_gltrs_buckets(server, page):
     page.locator("#output .tok").first.focus()
     assert f"rank {shown[0][0]}" in page.text_content("#token-tip")
     # GLTR's green for the top 10 (the tiny models' vocabulary has about 80 tokens, so 10 and 100 are what occur)
-    colours = page.eval_on_selector_all("#output .tok.rank-10", "spans => spans.map(s => getComputedStyle(s).backgroundColor)")
+    colours = page.eval_on_selector_all("#output .tok.rank-10",
+                                        "spans => spans.map(s => getComputedStyle(s).backgroundColor)")
     assert set(colours) <= {"rgb(173, 255, 128)"}
     page.uncheck("#show-probabilities")
     assert page.locator(".legend[data-colouring]:visible").count() == 0

@@ -214,7 +214,11 @@ def test_a_long_prompt_is_read_in_chunks_between_other_rows_steps(tmp_path, char
     try:
         reading = []
         real_forward = generator.model.forward
-        generator.model.forward = lambda tokens, state=None: (reading.append(tokens.shape), real_forward(tokens, state))[1]
+        def forward(tokens, state=None):
+            reading.append(tokens.shape)
+            return real_forward(tokens, state)
+
+        generator.model.forward = forward
         running = generator.stream("It", max_new_tokens=400, seed=1)
         next(running)
         long = generator.generate(CORPUS[:200], max_new_tokens=1, seed=1)
