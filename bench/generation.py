@@ -5,12 +5,16 @@ full-recompute baseline (the whole sequence re-run for every new token, as simpl
     python bench/generation.py models/shakespeare-gpt --tokens 256
     python bench/generation.py --preset configs/shakespeare-gpt.yaml   # random weights, same shapes
     python bench/generation.py --quantize none,int8 --backend torch,onnxruntime   # every combination
+    python bench/generation.py --against ../other-checkout --threads 1   # this tree's engine against another's
 
 Each model and variant is measured in a fresh subprocess so that its memory is its own: the resident set after
 the runs (RSS, what serving keeps) and its peak. Each figure is the median of --repeat interleaved runs.
 `--backend onnxruntime` exports the model to ONNX first (in this process, so the export's memory is not counted)
 and decodes with the same engine and sampling code through `training.export.onnx.OnnxModel`; with `--quantize
 int8` it uses onnxruntime's dynamic int8 quantization of that graph, with torch it uses `lm.quantize`.
+With --against, each run alternates between this tree's engine and the other checkout's (its own
+bench/generation.py, on the same model directories and variants), so that a noisy spell on a shared machine hits
+both alike, and the table adds the median of the paired ratios.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import json
 import platform
 import resource
 import shlex
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -160,6 +165,7 @@ def main() -> int:
                         help="comma-separated: none (float32), int8; each is measured (default none)")
     parser.add_argument("--backend", default="torch",
                         help="comma-separated: torch, onnxruntime; each is measured (default torch)")
+    parser.add_argument("--against", type=Path, help="another checkout whose engine to measure in the same run")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     parser.add_argument("--onnx-file", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -190,22 +196,21 @@ def main() -> int:
         if not dirs:
             print("bench/generation.py: no model directories and no presets found", file=sys.stderr)
             return 1
-        rows = []
+        rows, against = [], []
         for d in dirs:
             for backend in backends:
                 for q in quantizations:
                     extra = ["--backend", backend, "--quantize", q or "none"]
                     if backend == "onnxruntime":
                         extra += ["--onnx-file", str(_onnx_file(d, q, Path(scratch)))]
-                    child = subprocess.run(
-                        [sys.executable, __file__, "--one", str(d), "--tokens", str(args.tokens), "--threads",
-                         str(args.threads), "--repeat", str(args.repeat), *extra],
-                        capture_output=True, text=True,
-                    )
-                    if child.returncode:
-                        print(f"bench/generation.py: {d}: {child.stderr.strip().splitlines()[-1]}", file=sys.stderr)
-                        return 1
-                    rows.append(json.loads(child.stdout))
+                    if args.against is None:
+                        rows.append(_measure(ROOT, d.resolve(), args.tokens, args.threads, args.repeat, extra))
+                        continue
+                    runs = [(_measure(ROOT, d.resolve(), args.tokens, args.threads, 1, extra),
+                             _measure(args.against.resolve(), d.resolve(), args.tokens, args.threads, 1, extra))
+                            for _ in range(args.repeat)]
+                    rows.append(_medians([mine for mine, _ in runs]))
+                    against.append((_medians([theirs for _, theirs in runs]), runs))
 
     print(f"command: python {shlex.join(['bench/generation.py'] + sys.argv[1:])}")
     print(f"machine: {platform.machine()}, {args.threads} torch threads, python {platform.python_version()}; "
@@ -222,7 +227,38 @@ def main() -> int:
             f"{r['speedup_vs_full_recompute']:>8.1f}x{r['batch8_over_batch1']:>6.1f}x{r['rss_mib']:>5.0f} MiB"
             f"{r['peak_rss_mib']:>6.0f} MiB"
         )
+    for (theirs, runs), mine in zip(against, rows):
+        ratios = {key: statistics.median(m[key] / t[key] for m, t in runs)
+                  for key in ("batch1_tokens_per_s", "batch8_tokens_per_s")}
+        print(f"{mine['model']} ({mine['backend']}, {mine['quantize']}): {args.against}: batch 1 "
+              f"{theirs['batch1_tokens_per_s']:.1f} tok/s, batch 8 {theirs['batch8_tokens_per_s']:.1f} tok/s; this tree / that one, median of {len(runs)} paired runs: "
+              f"batch 1 {ratios['batch1_tokens_per_s']:.3f}, batch 8 {ratios['batch8_tokens_per_s']:.3f}")
     return 0
+
+
+def _measure(tree: Path, model_dir: Path, tokens: int, threads: int, repeat: int, extra: list[str]) -> dict:
+    """One model and variant (`extra`: --backend, --quantize...) measured by `tree`'s bench/generation.py, in a
+    fresh process."""
+    child = subprocess.run(
+        [sys.executable, str(tree / "bench" / "generation.py"), "--one", str(model_dir), "--tokens", str(tokens),
+         "--threads", str(threads), "--repeat", str(repeat), *extra],
+        capture_output=True, text=True, cwd=tree,
+    )
+    if child.returncode:
+        sys.exit(f"bench/generation.py: {model_dir}: {child.stderr.strip().splitlines()[-1]}")
+    return json.loads(child.stdout)
+
+
+def _medians(runs: list[dict]) -> dict:
+    """The figures of several runs of one model: medians, and the ratios recomputed from them."""
+    figures = dict(runs[0])
+    for key in ("batch1_tokens_per_s", "batch8_tokens_per_s", "full_recompute_tokens_per_s", "peak_rss_mib",
+                "rss_mib"):
+        figures[key] = statistics.median(run[key] for run in runs)
+    figures["repeat"] = len(runs)
+    figures["speedup_vs_full_recompute"] = figures["batch1_tokens_per_s"] / figures["full_recompute_tokens_per_s"]
+    figures["batch8_over_batch1"] = figures["batch8_tokens_per_s"] / figures["batch1_tokens_per_s"]
+    return figures
 
 
 if __name__ == "__main__":
