@@ -198,8 +198,7 @@ class WindowedFamily(Family):
         for row, length in enumerate(state.lengths):
             if length >= model.context_length:
                 keep = list(histories[row][-(model.context_length // 2): -1])
-                fresh = model.init_state(1, device)
-                model(torch.tensor([keep], device=device), fresh)
+                fresh = model(torch.tensor([keep], device=device), model.init_state(1, device)).state
                 state.replace_row(row, fresh)
         return state
 

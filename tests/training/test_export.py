@@ -258,12 +258,15 @@ def test_onnx_decodes_incrementally_like_our_model(fixture, name, request, tmp_p
     assert metadata["producer"] == "scriptorium" and metadata["source_model"] == model_dir.name
 
 
-def test_the_engine_generates_the_same_text_through_onnxruntime(rotary_bpe_gpt, tmp_path):
+@pytest.mark.parametrize("fixture", ["rotary_bpe_gpt", "learned_bpe_gpt", "lstm"])
+def test_the_engine_generates_the_same_text_through_onnxruntime(fixture, request, char_tokenizer_dir, tmp_path):
+    """The engine's scheduler batches an OnnxModel's state as it does the torch model's (GPTs slide past 96)."""
     _require("onnxruntime", "onnxruntime")
     from training.export.onnx import OnnxModel
 
-    export_model(rotary_bpe_gpt, "onnx", tmp_path / "onnx", check=False)
-    loaded = load_model_dir(rotary_bpe_gpt, dtype="float32")
+    model_dir = char_tokenizer_dir["lstm"] if fixture == "lstm" else request.getfixturevalue(fixture)
+    export_model(model_dir, "onnx", tmp_path / "onnx", check=False)
+    loaded = load_model_dir(model_dir, dtype="float32")
     ours = Generator(loaded).generate("ANNA:\n", max_new_tokens=120, temperature=0).text  # slides past 96
     loaded.model = OnnxModel(tmp_path / "onnx" / "model.onnx", loaded)
     theirs = Generator(loaded)

@@ -170,19 +170,50 @@ def write_onnx(loaded: LoadedModel, folder: Path, name: str) -> list[str]:
 
 
 class OnnxState:
-    """What an `OnnxModel` carries between calls: the graph's state arrays, how many positions the GPT cache
-    holds and the absolute position of the next token."""
+    """What an `OnnxModel` GPT carries between calls: the graph's cache arrays (rows, nh, P, hs), how many positions
+    they hold and the absolute position of the next token. It takes part in the scheduler's batches (lm/scheduler.py,
+    through `WindowedFamily`'s hooks) as a `KVCache` does, but the graph has no attention mask: the rows of one
+    batch must hold as many positions, at the same positions (the sequences of one request, or requests one at a
+    time, as the export check and bench/generation.py send them)."""
 
     def __init__(self, arrays: list[np.ndarray], length: int = 0, position: int = 0) -> None:
         self.arrays = arrays
         self.length = length
         self.position = position
 
+    @property
+    def rows(self) -> int:
+        return self.arrays[0].shape[0]
+
+    @property
+    def lengths(self) -> list[int]:
+        return [self.length] * self.rows
+
+    def add_rows(self, source: OnnxState, copies: int = 1) -> None:
+        """Append `copies` rows, each continuing `source`'s single row."""
+        if self.rows and (source.length, source.position) != (self.length, self.position):
+            raise ValueError("an ONNX graph has no attention mask: requests at different positions cannot share a "
+                             "batch (send them one at a time)")
+        added = [np.repeat(theirs[:1], copies, axis=0) for theirs in source.arrays]
+        self.arrays = [np.concatenate([mine, new]) for mine, new in zip(self.arrays, added)] if self.rows else added
+        self.length, self.position = source.length, source.position
+
+    def keep_rows(self, keep: list[int]) -> None:
+        self.arrays = [a[keep] for a in self.arrays]
+
+    def replace_row(self, row: int, source: OnnxState) -> None:
+        """Row `row` continues `source`'s single row instead (a learned-position window re-encoded)."""
+        if self.rows != 1:
+            raise ValueError("an ONNX graph has no attention mask: a batch of learned-position rows cannot slide")
+        self.arrays, self.length, self.position = source.arrays, source.length, source.position
+
 
 class OnnxModel:
     """An exported graph run by onnxruntime behind the interface of our torch models (`model(tokens, state)`,
     `init_state`, `context_length`), so `lm.Generator` decodes with it unchanged: the same sampling code and
-    figures for both runtimes. A rotary GPT's full cache slides (its front dropped), as `lm.models.gpt` does."""
+    figures for both runtimes. A rotary GPT's full cache slides (its front dropped), as `lm.models.gpt` does. The
+    GPT's state is an `OnnxState`; the LSTM's a list of tensors (B, H_i), h and c per layer, as the scheduler
+    batches an LSTM's state."""
 
     def __init__(self, path: str | Path, loaded: LoadedModel, threads: int | None = None) -> None:
         import onnxruntime  # a check and benchmark dependency (requirements-dev.txt)
@@ -202,25 +233,28 @@ class OnnxModel:
     def num_parameters(self) -> int:
         return self._parameters
 
-    def init_state(self, batch_size: int, device: torch.device | str = "cpu") -> OnnxState:
-        return OnnxState([np.zeros((batch_size, *a.shape[1:]), dtype=np.float32) for a in self._empty_state])
+    def init_state(self, batch_size: int, device: torch.device | str = "cpu") -> OnnxState | list[torch.Tensor]:
+        arrays = [np.zeros((batch_size, *a.shape[1:]), dtype=np.float32) for a in self._empty_state]
+        return OnnxState(arrays) if self.is_gpt else [torch.from_numpy(a) for a in arrays]
 
-    def __call__(self, tokens: torch.Tensor, state: OnnxState | None = None) -> ModelOutput:
+    def __call__(self, tokens: torch.Tensor, state: OnnxState | list[torch.Tensor] | None = None) -> ModelOutput:
         ids = tokens.cpu().numpy().astype(np.int64)
         B, T = ids.shape
-        state = state or self.init_state(B)
+        state = self.init_state(B) if state is None else state
         feed = {"input_ids": ids}
+        if not self.is_gpt:
+            feed.update(zip(self.state_inputs, (t.numpy() for t in state)))
+            logits, *arrays = self.session.run(None, feed)
+            return ModelOutput(logits=torch.from_numpy(logits), state=[torch.from_numpy(a) for a in arrays])
         arrays = state.arrays
-        if self.is_gpt:
-            overflow = state.length + T - self.context_length
-            if overflow > 0:
-                if self.needs_reencode_to_slide or T > self.context_length:
-                    raise ValueError(f"sequence of {state.length + T} tokens exceeds the context length "
-                                     f"{self.context_length}")
-                arrays = [a[:, :, overflow:] for a in arrays]
-            feed["position_ids"] = np.broadcast_to(np.arange(state.position, state.position + T), (B, T)).copy()
+        overflow = state.length + T - self.context_length
+        if overflow > 0:
+            if self.needs_reencode_to_slide or T > self.context_length:
+                raise ValueError(f"sequence of {state.length + T} tokens exceeds the context length "
+                                 f"{self.context_length}")
+            arrays = [a[:, :, overflow:] for a in arrays]
+        feed["position_ids"] = np.broadcast_to(np.arange(state.position, state.position + T), (B, T)).copy()
         feed.update(zip(self.state_inputs, arrays))
         logits, *arrays = self.session.run(None, feed)
-        length = arrays[0].shape[2] if self.is_gpt else 0
-        new_state = OnnxState(arrays, length, state.position + T)
-        return ModelOutput(logits=torch.from_numpy(logits), state=new_state)
+        return ModelOutput(logits=torch.from_numpy(logits), state=OnnxState(arrays, arrays[0].shape[2],
+                                                                            state.position + T))
