@@ -25,6 +25,8 @@ class OpenAPISchema(GenerateJsonSchema):
 
     def nullable_schema(self, schema_: Any) -> dict[str, Any]:
         inner = self.generate_inner(schema_["schema"])
+        if "const" in inner:  # a one-value Literal: an enum, so that null can join it
+            inner = {**{key: value for key, value in inner.items() if key != "const"}, "enum": [inner["const"]]}
         if isinstance(inner.get("type"), str) and "$ref" not in inner:
             nullable = {**inner, "type": [inner["type"], "null"]}
             if "enum" in inner:
