@@ -231,7 +231,8 @@ def main() -> int:
         ratios = {key: statistics.median(m[key] / t[key] for m, t in runs)
                   for key in ("batch1_tokens_per_s", "batch8_tokens_per_s")}
         print(f"{mine['model']} ({mine['backend']}, {mine['quantize']}): {args.against}: batch 1 "
-              f"{theirs['batch1_tokens_per_s']:.1f} tok/s, batch 8 {theirs['batch8_tokens_per_s']:.1f} tok/s; this tree / that one, median of {len(runs)} paired runs: "
+              f"{theirs['batch1_tokens_per_s']:.1f} tok/s, batch 8 {theirs['batch8_tokens_per_s']:.1f} tok/s; "
+              f"this tree / that one, median of {len(runs)} paired runs: "
               f"batch 1 {ratios['batch1_tokens_per_s']:.3f}, batch 8 {ratios['batch8_tokens_per_s']:.3f}")
     return 0
 
