@@ -67,7 +67,9 @@ wsgi_app = "app.gunicorn_worker:create_app_or_stop()"
 bind = [os.environ.get("BIND") or f"{SETTINGS['HOST']}:{SETTINGS['PORT']}"]
 worker_class = "gthread"
 # Small models spend much of each token in Python (sampling, decoding text) under the GIL, so processes scale
-# better than torch threads; past 4 workers the extra copies of the models cost more than they bring.
+# better than torch threads; past 4 workers the extra copies of the models cost more than they bring. With
+# batching, 16 clients on 2 cores got as many tokens/s from 2 workers of 1 torch thread as from 1 worker of 2, and
+# their first token sooner (docs/benchmarks.md, "Serving engine"), so one worker per core stays.
 workers = _env_int("WEB_CONCURRENCY", max(1, min(CORES, 4)))
 # A thread per request in a full batch, plus some waiting for room and quick requests (pages, /health, 503s).
 threads = _env_int("GUNICORN_THREADS", SETTINGS["MAX_BATCH_SIZE"] + 8)
