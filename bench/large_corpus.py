@@ -133,9 +133,9 @@ def measure(args: argparse.Namespace) -> None:
           + ", ".join(f"{k} {v:.1f} s" for k, v in first["stages"].items()))
     print(f"second run (cache full): {again['seconds']:.1f} s, peak {again['peak_rss_mb']:,.0f} MB; evaluate's ids "
           f"in {again['evaluation_start_s']:.1f} s")
-    print(f"`train --max-steps 1` on it from the cache: {train_seconds:.1f} s from the command to its end (imports, data, "
-          f"model, one step, one validation batch, the saved model directory); the same on TinyShakespeare (1 MB, "
-          f"first run): {baseline_seconds:.1f} s")
+    print(f"`train --max-steps 1` on it from the cache: {train_seconds:.1f} s from the command to its end (imports, "
+          f"data, model, one step, one validation batch, the saved model directory); the same on TinyShakespeare "
+          f"(1 MB, first run): {baseline_seconds:.1f} s")
     print(f"tokens: {first['tokens']}; characters: {first['characters']}; load average after: {os.getloadavg()}")
 
 
@@ -143,7 +143,8 @@ def time_one_step(args: argparse.Namespace, env: dict, cache: Path, data: str) -
     """Seconds a whole `python -m training train` run of one step takes on `data`."""
     tokenizer = ["--set", f"data.tokenizer={args.tokenizer}"] + (
         ["--set", f"data.vocab_size={args.vocab_size}"] if args.vocab_size else [])
-    command = [sys.executable, "-m", "training", "train", "--config", str(ROOT / "configs" / "shakespeare-gpt-small.yaml"),
+    preset = ROOT / "configs" / "shakespeare-gpt-small.yaml"
+    command = [sys.executable, "-m", "training", "train", "--config", str(preset),
                "--data", data, "--output", str(cache / "model"), "--max-steps", "1", "--quiet",
                "--set", f"data.tokenizer_sample={args.sample}", "--set", "training.eval_batches=1", *tokenizer]
     started = time.perf_counter()
