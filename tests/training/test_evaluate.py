@@ -121,11 +121,15 @@ def test_evaluating_other_texts_keeps_the_models_own_validation_figures(tmp_path
 
     card = render_card(model_dir)
     figures = card[card.index("## How good it is"): card.index("## Samples")]
-    assert f"| loss | {mine['loss']:.4f} nats/token |" in figures and "a/book.txt (valid split" in figures
+    assert f"| loss | {mine['loss']:.4f} nats/token |" in figures and "` on book.txt (valid split" in figures
+    assert str(tmp_path) not in card  # the card names files, not this machine's folders
     assert f"{poems['bits_per_char']:.4f} bits/char (`evaluations/poems-whole.json`)" in figures
     assert f"{twin['bits_per_char']:.4f} bits/char (`{twin['file']}`)" in figures
+    assert f"{int8['bits_per_char']:.4f} bits/char (`evaluations/book-int8-valid.json`)" in figures
 
     (model_dir / "card.md").write_text(card)
     app = create_app({"TESTING": True, "MODEL_DIR": str(model_dir.parent)})
     page = app.test_client().get("/models/tiny").get_data(as_text=True)
-    assert f"{mine['bits_per_char']:.4f}" in page and f"| loss | {mine['loss']:.4f} nats/token |" in page
+    # the card, rendered as HTML, and the ladder: the model's own validation figures
+    assert f"<td>loss</td>\n<td>{mine['loss']:.4f} nats/token</td>" in page
+    assert f"<td><strong>{mine['bits_per_char']:.4f}</strong></td>" in page
