@@ -4,17 +4,14 @@ the machine that exported it."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
 import lm
 from lm.checkpoint import LoadedModel, own_evaluation
+from lm.paths import without_paths
 
 MARKER = "<!-- written by: python -m training export -->"
-# the directories of an absolute path (POSIX or Windows), dropped so that only the file's name remains
-_ABSOLUTE_DIRS = re.compile(r"(?<![\w.~-])(?:[A-Za-z]:)?[/\\](?:[^\s/\\]+[/\\])+")
-
 # corpora the trainer knows by name -> their dataset ids on the Hugging Face Hub
 HUB_DATASETS = {
     "tinyshakespeare": "karpathy/tiny_shakespeare",
@@ -45,11 +42,6 @@ _FIGURE_LABELS = {
 
 def _yaml_list(values: list[str]) -> list[str]:
     return [f"  - {v}" for v in values]
-
-
-def without_directories(text: str) -> str:
-    """`text` with every absolute path cut to its last part: a card names files, not this machine's folders."""
-    return _ABSOLUTE_DIRS.sub("", text)
 
 
 def _tags(fmt: str, loaded: LoadedModel) -> list[str]:
@@ -112,16 +104,16 @@ def render_export_card(
         "## Where it came from",
         "",
         f"- **Source model:** `{name}` (a Scriptorium model directory)",
-        f"- **Exported by:** Scriptorium {lm.__version__}, `{without_directories(command)}`",
+        f"- **Exported by:** Scriptorium {lm.__version__}, `{without_paths(command)}`",
     ]
     if training.get("command"):
-        lines.append(f"- **Trained with:** `{without_directories(training['command'])}`")
+        lines.append(f"- **Trained with:** `{without_paths(training['command'])}`")
     metrics = config.get("metrics") or {}
     if isinstance(metrics.get("val_bits_per_char"), (int, float)):
         lines.append(f"- **Validation during training:** {metrics['val_bits_per_char']:.4f} bits per character")
     evaluation = _evaluation(loaded.path)
     if evaluation:
-        data = without_directories(str(evaluation.get("data", "its validation text")))
+        data = without_paths(str(evaluation.get("data", "its validation text")))
         lines.append(f"- **Evaluation:** {evaluation['bits_per_char']:.4f} bits per character, perplexity "
                      f"{evaluation['perplexity']:.3f} per token, on {data}")
     lines += ["", "## Checked against the source model", ""]
