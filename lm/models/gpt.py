@@ -2,7 +2,8 @@
 
 Pre-LayerNorm blocks, causal scaled_dot_product_attention, GELU MLP, learned or rotary positions, tied input and
 output embeddings. For generation, a KV cache makes each new token cost one position, and the cache slides when a
-generation runs past the context length.
+generation runs past the context length. Options from small-data speed runs (modded-nanogpt and others), all off
+by default: QK-norm, a ReLU-squared or SwiGLU MLP, and zero-initialised output projections.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from lm.models.family import WindowedFamily
 from lm.models.output import ModelOutput
 
 POSITION_KINDS = ("rotary", "learned")
+MLP_KINDS = ("gelu", "relu2", "swiglu")
 
 
 @dataclass
@@ -33,6 +35,9 @@ class GPTConfig:
     bias: bool = False
     positions: str = "rotary"
     rope_base: float = 10000.0
+    qk_norm: bool = False  # queries and keys RMS-normalised per head (learned gains) before attention
+    mlp: str = "gelu"  # gelu | relu2 (ReLU squared) | swiglu (gated, 8/3 as wide: the same parameter count)
+    zero_init_proj: bool = False  # attention and MLP output projections start at zero: each block starts as identity
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "context_length", "n_layer", "n_head", "n_embd"):
@@ -43,6 +48,7 @@ class GPTConfig:
         if self.positions == "rotary" and (self.n_embd // self.n_head) % 2:
             raise OptionError("n_head", "must leave an even head size (n_embd / n_head) for rotary positions")
         checks.number("dropout", self.dropout, minimum=0, exclusive_maximum=1)
+        checks.one_of("mlp", self.mlp, MLP_KINDS)
 
 
 class KVCache:
@@ -223,14 +229,23 @@ def _dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     return F.dropout(x, p, training=True) if training and p > 0 else x
 
 
+def mlp_activation(h: torch.Tensor, kind: str) -> torch.Tensor:
+    """The MLP's nonlinearity on its first layer's output: (..., H) -> (..., H), or for swiglu (..., 2H) -> (..., H)."""
+    if kind == "gelu":
+        return F.gelu(h)
+    if kind == "relu2":
+        return F.relu(h).square()
+    gate, up = h.chunk(2, dim=-1)
+    return F.silu(gate) * up
+
+
 def _affine(x: torch.Tensor, weight_t: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     """x @ weight_t + bias, for 2-D x and a pre-transposed weight (the decode step's linear layers)."""
     return torch.mm(x, weight_t) if bias is None else torch.addmm(bias, x, weight_t)
 
 
-def _residual_affine(
-    residual: torch.Tensor, x: torch.Tensor, weight_t: torch.Tensor, bias: torch.Tensor | None
-) -> torch.Tensor:
+def _residual_affine(residual: torch.Tensor, x: torch.Tensor, weight_t: torch.Tensor,
+                     bias: torch.Tensor | None) -> torch.Tensor:
     """residual + x @ weight_t + bias in one `addmm` when there is no bias."""
     out = torch.addmm(residual, x, weight_t)
     return out if bias is None else out + bias
@@ -244,15 +259,18 @@ class CausalSelfAttention(nn.Module):
         self.dropout = config.dropout
         self.qkv = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
         self.proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        # QK-norm's gains, queries' then keys' (1-D like other norm gains: no weight decay)
+        self.qk_gain = nn.Parameter(torch.ones(2 * self.head_size)) if config.qk_norm else None
 
     def forward(self, x, rope, cache: KVCache | None, layer: int, past: int) -> torch.Tensor:
         B, T, C = x.shape
         qkv = self.qkv(x).view(B, T, 3, self.n_head, self.head_size)
-        if rope is not None:  # rotate queries and keys together: (B, T, 2, nh, hs) by rope (T or B, T, 1, 1, hs/2)
-            q, k = apply_rotary(qkv[:, :, :2], rope[..., None, None, :]).unbind(2)
-            v = qkv[:, :, 2]
-        else:
-            q, k, v = qkv.unbind(2)
+        qk, v = qkv[:, :, :2], qkv[:, :, 2]  # (B, T, 2, nh, hs), (B, T, nh, hs)
+        if self.qk_gain is not None:  # unit-RMS heads: attention logits cannot grow without bound
+            qk = F.rms_norm(qk, (self.head_size,)) * self.qk_gain.view(2, 1, self.head_size)
+        if rope is not None:  # rotate queries and keys together by rope (T or B, T, 1, 1, hs/2)
+            qk = apply_rotary(qk, rope[..., None, None, :])
+        q, k = qk.unbind(2)
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, nh, T, hs)
         if cache is not None:
             k, v = cache.store(layer, k, v)  # (B, nh, past + T, hs)
@@ -274,12 +292,15 @@ class CausalSelfAttention(nn.Module):
 class MLP(nn.Module):
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
-        self.fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
-        self.proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
+        # SwiGLU's first layer has two halves (gate, value): 8/3 the width (rounded up to 8) keeps the parameters
+        width = 4 * config.n_embd if config.mlp != "swiglu" else -(-8 * config.n_embd // 24) * 8
+        self.kind = config.mlp
+        self.fc = nn.Linear(config.n_embd, (2 if self.kind == "swiglu" else 1) * width, bias=config.bias)
+        self.proj = nn.Linear(width, config.n_embd, bias=config.bias)
         self.dropout = config.dropout
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _dropout(self.proj(F.gelu(self.fc(x))), self.dropout, self.training)
+        return _dropout(self.proj(mlp_activation(self.fc(x), self.kind)), self.dropout, self.training)
 
 
 class Block(nn.Module):
@@ -311,7 +332,9 @@ class GPT(nn.Module):
         # _decode_one reads float weight matrices; int8 linear layers (lm.quantize) go through the modules instead
         self.flat_decode = True
         for name, p in self.named_parameters():
-            if name.endswith("proj.weight"):  # GPT-2's scaled init of residual projections
+            if name.endswith("proj.weight") and config.zero_init_proj:
+                nn.init.zeros_(p)
+            elif name.endswith("proj.weight"):  # GPT-2's scaled init of residual projections
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
 
     @staticmethod
@@ -394,12 +417,13 @@ class GPT(nn.Module):
         """
         if self._decode_weights is None:
             self._decode_weights = [
-                (b.ln_1.weight, b.ln_1.bias, b.attn.qkv.weight.t(), b.attn.qkv.bias, b.attn.proj.weight.t(),
+                (b.ln_1.weight, b.ln_1.bias, b.attn.qkv.weight.t(), b.attn.qkv.bias,
+                 None if b.attn.qk_gain is None else b.attn.qk_gain.view(2, 1, -1), b.attn.proj.weight.t(),
                  b.attn.proj.bias, b.ln_2.weight, b.ln_2.bias, b.mlp.fc.weight.t(), b.mlp.fc.bias,
                  b.mlp.proj.weight.t(), b.mlp.proj.bias)
                 for b in self.blocks
             ]
-        B, C, nh = tokens.shape[0], self.config.n_embd, self.config.n_head
+        B, C, nh, mlp = tokens.shape[0], self.config.n_embd, self.config.n_head, self.config.mlp
         hs = C // nh
         # each row's new position: one number when the rows are aligned, else a (B,) tensor (continuous batching)
         positions = cache.positions
@@ -413,20 +437,21 @@ class GPT(nn.Module):
             if rope.dim() == 2:
                 rope = rope[:, None, None]  # (B, 1, 1, hs/2): one rotation per row, for q and k of every head
         cache.make_room(1)
-        for layer, (ln1_w, ln1_b, qkv_wt, qkv_b, attn_wt, attn_b, ln2_w, ln2_b, fc_wt, fc_b, mlp_wt, mlp_b) in enumerate(
-            self._decode_weights
-        ):
+        for layer, (ln1_w, ln1_b, qkv_wt, qkv_b, qk_gain, attn_wt, attn_b, ln2_w, ln2_b, fc_wt, fc_b, mlp_wt,
+                    mlp_b) in enumerate(self._decode_weights):
             qkv = _affine(F.layer_norm(x, (C,), ln1_w, ln1_b), qkv_wt, qkv_b)  # (B, 3C)
             qk = qkv[:, : 2 * C]
+            if qk_gain is not None:
+                qk = F.rms_norm(qk.view(B, 2, nh, hs), (hs,)) * qk_gain
             if rope is not None:  # q and k as complex pairs (B, 2, nh, hs/2), rotated together (in float32)
-                pairs = qk.view(B, 2, nh, hs // 2, 2)
+                pairs = qk.reshape(B, 2, nh, hs // 2, 2)
                 qk = torch.view_as_real(torch.view_as_complex(pairs if pairs.dtype == torch.float32 else pairs.float())
                                         * rope).to(x.dtype)
             qk = qk.view(B, 2, nh, 1, hs)
             keys, values = cache.store(layer, qk[:, 1], qkv[:, 2 * C :].view(B, nh, 1, hs))  # (B, nh, L, hs)
             y = F.scaled_dot_product_attention(qk[:, 0], keys, values, attn_mask=cache.step_mask)  # (B, nh, 1, hs)
             x = _residual_affine(x, y.view(B, C), attn_wt, attn_b)
-            h = F.gelu(_affine(F.layer_norm(x, (C,), ln2_w, ln2_b), fc_wt, fc_b))  # (B, 4C)
+            h = mlp_activation(_affine(F.layer_norm(x, (C,), ln2_w, ln2_b), fc_wt, fc_b), mlp)  # (B, MLP width)
             x = _residual_affine(x, h, mlp_wt, mlp_b)
         cache.advance(1)
         return F.linear(F.layer_norm(x, (C,), self.ln_f.weight, self.ln_f.bias), self.wte.weight)

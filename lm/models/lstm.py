@@ -11,6 +11,10 @@ regularisation.
 
 Weight drop is done by passing the dropped matrix to `torch.func.functional_call`, a public API, instead of
 patching `nn.LSTM`'s private weight attributes (what broke the reference code on most torch releases).
+
+Optional Mogrifier gating (Melis, Kocisky and Blunsom 2019, "Mogrifier LSTM"): before each step the input and
+the previous hidden state scale each other for a few rounds, so the gates see interactions plain LSTMs miss. The
+layer then runs as a loop of hand-written cells (nn.LSTM's fused kernel cannot take a modulated input).
 """
 
 from __future__ import annotations
@@ -41,12 +45,16 @@ class LSTMConfig:
     dropout_embedding: float = 0.1  # whole word rows of the embedding matrix
     weight_drop: float = 0.5  # DropConnect on hidden-to-hidden weights
     tie_weights: bool = True
+    mogrifier_rounds: int = 0  # Mogrifier: rounds of mutual gating of input and state before each step; 0 = off
+    mogrifier_rank: int = 0  # Mogrifier matrices as a product of two rank-k factors; 0 = full rank
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "emb_size", "hidden_size", "n_layers"):
             checks.integer(name, getattr(self, name), minimum=1)
         for name in ("dropout", "dropout_hidden", "dropout_input", "dropout_embedding", "weight_drop"):
             checks.number(name, getattr(self, name), minimum=0, exclusive_maximum=1)
+        for name in ("mogrifier_rounds", "mogrifier_rank"):
+            checks.integer(name, getattr(self, name), minimum=0)
 
 
 def locked_dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
@@ -65,6 +73,42 @@ def embedding_dropout(embedding: nn.Embedding, tokens: torch.Tensor, p: float, t
     return F.embedding(tokens, weight)
 
 
+class Mogrifier(nn.Module):
+    """Rounds i = 1..r: x <- 2 sigmoid(Q_i h) * x for odd i, h <- 2 sigmoid(R_i x) * h for even i. At h = 0 the
+    first round is the identity, so a fresh state starts as a plain LSTM."""
+
+    def __init__(self, input_size: int, hidden_size: int, rounds: int, rank: int) -> None:
+        super().__init__()
+
+        def matrix(n_in: int, n_out: int) -> nn.Module:
+            if rank:
+                return nn.Sequential(nn.Linear(n_in, rank, bias=False), nn.Linear(rank, n_out, bias=False))
+            return nn.Linear(n_in, n_out, bias=False)
+
+        self.gates = nn.ModuleList(matrix(hidden_size, input_size) if i % 2 == 0 else matrix(input_size, hidden_size)
+                                   for i in range(rounds))
+
+    def forward(self, x: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (B, I), h (B, H) -> both modulated."""
+        for i, gate in enumerate(self.gates):
+            if i % 2 == 0:
+                x = 2 * torch.sigmoid(gate(h)) * x
+            else:
+                h = 2 * torch.sigmoid(gate(x)) * h
+        return x, h
+
+
+def lstm_cell(x: torch.Tensor, h: torch.Tensor, cell: torch.Tensor, lstm: nn.LSTM,
+              weight_hh: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One step of `lstm`'s layer by hand: x (B, I), h and cell (B, H) -> new h and cell. Under bf16 autocast the
+    products are bf16 and the state keeps its own dtype (float32 from init_state), so the cell's sum stays exact."""
+    gates = torch.addmm(lstm.bias_ih_l0, x, lstm.weight_ih_l0.t())
+    gates = torch.addmm(gates + lstm.bias_hh_l0, h, weight_hh.t())  # (B, 4H): i, f, g, o
+    i, f, g, o = gates.chunk(4, dim=1)
+    cell = torch.sigmoid(f) * cell + torch.sigmoid(i) * torch.tanh(g)
+    return torch.sigmoid(o) * torch.tanh(cell), cell
+
+
 class AWDLSTM(nn.Module):
     def __init__(self, config: LSTMConfig) -> None:
         super().__init__()
@@ -73,6 +117,10 @@ class AWDLSTM(nn.Module):
         self.encoder = nn.Embedding(c.vocab_size, c.emb_size)
         sizes = [c.emb_size] + [c.hidden_size] * (c.n_layers - 1) + [c.emb_size if c.tie_weights else c.hidden_size]
         self.layers = nn.ModuleList(nn.LSTM(sizes[i], sizes[i + 1], batch_first=True) for i in range(c.n_layers))
+        self.mogrifiers = None
+        if c.mogrifier_rounds:
+            self.mogrifiers = nn.ModuleList(Mogrifier(sizes[i], sizes[i + 1], c.mogrifier_rounds, c.mogrifier_rank)
+                                            for i in range(c.n_layers))
         self.decoder = nn.Linear(sizes[-1], c.vocab_size)
         if c.tie_weights:
             self.decoder.weight = self.encoder.weight
@@ -118,7 +166,9 @@ class AWDLSTM(nn.Module):
         x = locked_dropout(x, c.dropout_input, self.training)
         new_state: LSTMState = []
         for i, lstm in enumerate(self.layers):
-            if T == 1 and self.flat_decode and not self.training:
+            if self.mogrifiers is not None:
+                x, layer_state = self._run_mogrified(i, x, state[i])
+            elif T == 1 and self.flat_decode and not self.training:
                 x, layer_state = self._cell_step(lstm, x, state[i])
             else:
                 x, layer_state = self._run_layer(lstm, x, state[i])  # (B, T, H_i)
@@ -130,11 +180,17 @@ class AWDLSTM(nn.Module):
         logits = self.decoder(dropped)  # (B, T, V)
         return ModelOutput(logits=logits, state=new_state, hidden=hidden, dropped_hidden=dropped)
 
+    def _dropped_weight_hh(self, lstm: nn.LSTM) -> torch.Tensor | None:
+        """DropConnect's masked hidden-to-hidden matrix for this forward pass; None outside training."""
+        if self.training and self.config.weight_drop > 0.0:
+            return F.dropout(lstm.weight_hh_l0, p=self.config.weight_drop, training=True)
+        return None
+
     def _run_layer(self, lstm: nn.LSTM, x: torch.Tensor, state):
         h, cell = state
         hx = (h.unsqueeze(0), cell.unsqueeze(0))  # (1, B, H)
-        if self.training and self.config.weight_drop > 0.0:
-            dropped = F.dropout(lstm.weight_hh_l0, p=self.config.weight_drop, training=True)
+        dropped = self._dropped_weight_hh(lstm)
+        if dropped is not None:
             out, (h, cell) = functional_call(lstm, {"weight_hh_l0": dropped}, (x, hx), strict=False)
         else:
             out, (h, cell) = lstm(x, hx)
@@ -143,13 +199,22 @@ class AWDLSTM(nn.Module):
     @staticmethod
     def _cell_step(lstm: nn.LSTM, x: torch.Tensor, state):
         """One time step by hand: at batch size 1, oneDNN's nn.LSTM path is several times slower than this."""
-        h, cell = state
-        gates = torch.addmm(lstm.bias_ih_l0, x[:, 0], lstm.weight_ih_l0.t())
-        gates = torch.addmm(gates + lstm.bias_hh_l0, h, lstm.weight_hh_l0.t())  # (B, 4H): i, f, g, o
-        i, f, g, o = gates.chunk(4, dim=1)
-        cell = torch.sigmoid(f) * cell + torch.sigmoid(i) * torch.tanh(g)
-        h = torch.sigmoid(o) * torch.tanh(cell)
+        h, cell = lstm_cell(x[:, 0], *state, lstm, lstm.weight_hh_l0)
         return h.unsqueeze(1), (h, cell)
+
+    def _run_mogrified(self, i: int, x: torch.Tensor, state):
+        """Layer i over x (B, T, I) one step at a time, input and state gated by the Mogrifier before each step
+        (T = 1 is the decoding step)."""
+        lstm, mogrifier = self.layers[i], self.mogrifiers[i]
+        weight_hh = self._dropped_weight_hh(lstm)
+        weight_hh = lstm.weight_hh_l0 if weight_hh is None else weight_hh
+        h, cell = state
+        outputs = []
+        for t in range(x.shape[1]):
+            x_t, h = mogrifier(x[:, t], h)
+            h, cell = lstm_cell(x_t, h, cell, lstm, weight_hh)
+            outputs.append(h)
+        return torch.stack(outputs, dim=1), (h, cell)  # (B, T, H)
 
 
 class AWDLSTMFamily(RecurrentFamily):

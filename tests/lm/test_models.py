@@ -77,10 +77,25 @@ def test_weight_tying_shares_one_tensor(model_type):
     assert model.num_parameters() == sum(p.numel() for p in set(model.parameters()))
 
 
+GPT_OPTIONS = [{"qk_norm": True}, {"mlp": "relu2"}, {"mlp": "swiglu"}, {"zero_init_proj": True},
+               {"qk_norm": True, "mlp": "swiglu", "zero_init_proj": True, "positions": "learned", "bias": True}]
+LSTM_OPTIONS = [{"mogrifier_rounds": 1}, {"mogrifier_rounds": 4}, {"mogrifier_rounds": 5, "mogrifier_rank": 3}]
+
+
+def _perturbed(model):
+    """Random weights everywhere, so options that start as the identity (zero projections, unit gains) count."""
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    return model
+
+
 @pytest.mark.parametrize("model_type,extra", [("gpt", {"positions": "rotary"}), ("gpt", {"positions": "learned"}),
-                                              ("gpt", {"bias": True}), ("lstm", {})])
+                                              ("gpt", {"bias": True}), ("lstm", {})]
+                         + [("gpt", options) for options in GPT_OPTIONS]
+                         + [("lstm", options) for options in LSTM_OPTIONS])
 def test_incremental_logits_equal_full_recompute(model_type, extra):
-    model = tiny_model(model_type, V, **extra).eval()
+    model = _perturbed(tiny_model(model_type, V, **extra)).eval()
     tokens = torch.randint(0, V, (2, 30))
     with torch.no_grad():
         full = model(tokens).logits
@@ -139,6 +154,8 @@ def test_gpt_rotary_cache_slides_past_the_context():
         ("gpt", {"vocab_size": V, "bogus": 1}, "unknown gpt option"),
         ("gpt", {"vocab_size": V, "n_layer": "six"}, "n_layer must be an integer"),
         ("gpt", {"vocab_size": V, "positions": "alibi"}, "positions"),
+        ("gpt", {"vocab_size": V, "mlp": "tanh"}, "mlp must be one of gelu, relu2, swiglu"),
+        ("lstm", {"vocab_size": V, "mogrifier_rounds": -1}, "mogrifier_rounds"),
         ("lstm", {"vocab_size": V, "weight_drop": 1.5}, "weight_drop"),
         ("lstm", {}, "missing lstm option"),
         ("rnn", {"vocab_size": V}, "model type"),
@@ -147,6 +164,70 @@ def test_gpt_rotary_cache_slides_past_the_context():
 def test_config_errors_are_value_errors_naming_the_field(model_type, values, message):
     with pytest.raises(ValueError, match=message):
         build_model(model_type, values)
+
+
+def test_gpt_options_change_the_blocks_as_described():
+    plain = tiny_model("gpt", V)
+    swiglu = tiny_model("gpt", V, mlp="swiglu", n_embd=48, n_head=2)
+    assert swiglu.blocks[0].mlp.fc.weight.shape == (2 * 128, 48)  # two halves of 8/3 x 48
+    assert swiglu.blocks[0].mlp.proj.weight.shape == (48, 128)
+    assert tiny_model("gpt", V, n_embd=48, n_head=2).num_parameters() == swiglu.num_parameters()
+    normed = tiny_model("gpt", V, qk_norm=True)
+    assert normed.num_parameters() == plain.num_parameters() + 2 * 2 * 16  # two layers, q and k gains of 16
+    assert normed.blocks[0].attn.qk_gain.dim() == 1  # a norm gain: no weight decay, not for Muon
+    zeroed = tiny_model("gpt", V, zero_init_proj=True)
+    projections = [p for name, p in zeroed.named_parameters() if name.endswith("proj.weight")]
+    assert len(projections) == 4 and all(torch.count_nonzero(p) == 0 for p in projections)
+    assert torch.count_nonzero(zeroed.blocks[0].attn.qkv.weight) > 0
+    x = torch.randint(0, V, (2, 10))  # zero output projections: every block starts as the identity
+    expected = F.linear(F.layer_norm(zeroed.wte(x), (32,), zeroed.ln_f.weight), zeroed.wte.weight)
+    assert torch.allclose(zeroed.eval()(x).logits, expected, atol=1e-6)
+
+
+def test_gpt_relu_squared_and_swiglu_activations():
+    from lm.models.gpt import mlp_activation
+
+    h = torch.tensor([[-2.0, -0.5, 0.5, 3.0]])
+    assert torch.equal(mlp_activation(h, "relu2"), torch.tensor([[0.0, 0.0, 0.25, 9.0]]))
+    gate, value = h[:, :2], h[:, 2:]
+    assert torch.allclose(mlp_activation(h, "swiglu"), gate * torch.sigmoid(gate) * value)
+
+
+def test_mogrifier_with_zero_matrices_is_the_plain_lstm():
+    """2 sigmoid(0) = 1: with its matrices at zero the Mogrifier changes nothing, so its hand-written loop must give
+    what nn.LSTM's fused kernel gives with the same weights (in training mode too, weight drop aside)."""
+    plain = tiny_model("lstm", V, weight_drop=0.0)
+    mogrified = tiny_model("lstm", V, weight_drop=0.0, mogrifier_rounds=3)
+    missing, unexpected = mogrified.load_state_dict(plain.state_dict(), strict=False)
+    assert not unexpected and all(name.startswith("mogrifiers.") for name in missing)
+    with torch.no_grad():
+        for p in mogrified.mogrifiers.parameters():
+            p.zero_()
+    tokens = torch.randint(0, V, (3, 12))
+    for mode in (False, True):
+        plain.train(mode), mogrified.train(mode)
+        torch.manual_seed(5)
+        a = plain(tokens)
+        torch.manual_seed(5)
+        b = mogrified(tokens)
+        assert torch.allclose(a.logits, b.logits, atol=1e-5)
+        assert all(torch.allclose(x, y, atol=1e-5) for xs, ys in zip(a.state, b.state) for x, y in zip(xs, ys))
+
+
+def test_mogrifier_gates_input_and_state_alternately():
+    from lm.models.lstm import Mogrifier
+
+    torch.manual_seed(0)
+    mogrifier = Mogrifier(input_size=3, hidden_size=4, rounds=3, rank=0)
+    x, h = torch.randn(2, 3), torch.randn(2, 4)
+    q1, r2, q3 = (gate.weight for gate in mogrifier.gates)
+    x1 = 2 * torch.sigmoid(h @ q1.t()) * x
+    h2 = 2 * torch.sigmoid(x1 @ r2.t()) * h
+    x3 = 2 * torch.sigmoid(h2 @ q3.t()) * x1
+    got_x, got_h = mogrifier(x, h)
+    assert torch.allclose(got_x, x3) and torch.allclose(got_h, h2)
+    low_rank = Mogrifier(input_size=3, hidden_size=4, rounds=2, rank=2)
+    assert [tuple(p.shape) for p in low_rank.parameters()] == [(2, 4), (3, 2), (2, 3), (4, 2)]
 
 
 def test_config_from_dict_accepts_ints_for_floats():
