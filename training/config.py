@@ -61,7 +61,8 @@ class DataConfig:
 
 @dataclass
 class TrainingConfig:
-    optimizer: Literal["adamw", "adam", "sgd", "ntasgd"] = "adamw"
+    # muon: torch's Muon for the hidden weight matrices, AdamW for embeddings, output layer, norms and biases
+    optimizer: Literal["adamw", "adam", "sgd", "ntasgd", "muon"] = "adamw"
     lr: float = 1e-3
     min_lr: Union[float, None] = None  # end of the cosine schedule; lr / 10 when not given
     betas: list[float] = field(default_factory=lambda: [0.9, 0.99])
@@ -94,6 +95,10 @@ class TrainingConfig:
     seed: int = 1337
     weights_dtype: Literal["float32", "float16", "bfloat16"] = "float32"
     loggers: list[str] = field(default_factory=list)  # optional mirrors of metrics.jsonl: tensorboard, wandb
+    # weight averaging (training/averaging.py), validated beside the raw weights; the better one is kept
+    averaging: Literal["none", "ema", "swa"] = "none"
+    ema_decay: float = 0.999  # ema: avg <- decay * avg + (1 - decay) * weights, after every step
+    swa_start: float = 0.75  # swa: the plain mean of the weights from this fraction of the run on
 
 
 @dataclass
@@ -308,6 +313,10 @@ def validate(config: Config) -> None:
     need(t.plateau_patience >= 0, "training.plateau_patience", "must be >= 0")
     need(t.seed >= 0, "training.seed", "must be >= 0")
     need(t.threads is None or t.threads >= 1, "training.threads", "must be >= 1")
+    need(0 < t.ema_decay < 1, "training.ema_decay", "must be in (0, 1)")
+    need(0 <= t.swa_start < 1, "training.swa_start", "must be in [0, 1)")
+    need(t.averaging == "none" or t.optimizer != "ntasgd", "training.averaging",
+         "ntasgd averages the weights itself; use averaging: none with it")
     from training.loggers import LOGGER_NAMES
 
     unknown = [name for name in t.loggers if name not in LOGGER_NAMES]

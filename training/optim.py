@@ -10,18 +10,85 @@ from torch.optim.swa_utils import AveragedModel
 from training.config import TrainingConfig
 
 
-def build_optimizer(model: torch.nn.Module, cfg: TrainingConfig) -> torch.optim.Optimizer:
+def build_optimizer(model: torch.nn.Module, cfg: TrainingConfig) -> torch.optim.Optimizer | MuonWithAdamW:
     params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.optimizer == "muon":
+        hidden, others = muon_groups(model)
+        muon = torch.optim.Muon(hidden, lr=cfg.lr, weight_decay=cfg.weight_decay, adjust_lr_fn="match_rms_adamw")
+        return MuonWithAdamW(muon, _adamw(others, cfg))
     if cfg.optimizer == "adamw":
-        # nanoGPT's grouping: decay matrices and embeddings, not biases and norm gains
-        decay = [p for p in params if p.dim() >= 2]
-        no_decay = [p for p in params if p.dim() < 2]
-        groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-        return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas))
+        return _adamw(params, cfg)
     if cfg.optimizer == "adam":
         return torch.optim.Adam(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
     # sgd, and ntasgd which is plain SGD until the averaging is triggered (Merity et al. 2017, section 3)
     return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+def _adamw(params: list[torch.nn.Parameter], cfg: TrainingConfig) -> torch.optim.AdamW:
+    # nanoGPT's grouping: decay matrices and embeddings, not biases and norm gains
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas))
+
+
+def muon_groups(model: torch.nn.Module) -> tuple[list[torch.nn.Parameter], list[torch.nn.Parameter]]:
+    """The hidden weight matrices (for Muon) and everything else (for AdamW).
+
+    Muon orthogonalises each update of a 2-D matrix that maps one hidden representation to another; the
+    embedding and the output layer (vocabulary-sized, tied or not), norm gains and biases are not such matrices
+    (Jordan et al. 2024), so AdamW keeps them.
+    """
+    vocab_size = model.config.vocab_size
+    outer = {id(m.weight) for m in model.modules()
+             if isinstance(m, torch.nn.Embedding) or (isinstance(m, torch.nn.Linear) and m.out_features == vocab_size)}
+    hidden, others = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (hidden if p.dim() == 2 and id(p) not in outer else others).append(p)
+    return hidden, others
+
+
+class MuonWithAdamW:
+    """Muon and AdamW stepping together, seen by the trainer as one optimizer: `param_groups` lists both
+    optimizers' groups (the schedule sets every group's lr), and one state dict holds both, parameters numbered
+    Muon's first, the way torch numbers them across the groups of one optimizer."""
+
+    def __init__(self, muon: torch.optim.Optimizer, adamw: torch.optim.Optimizer) -> None:
+        self.optimizers = (muon, adamw)
+
+    @property
+    def param_groups(self) -> list[dict]:
+        return [group for optimizer in self.optimizers for group in optimizer.param_groups]
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for optimizer in self.optimizers:
+            optimizer.zero_grad(set_to_none=set_to_none)
+
+    def step(self) -> None:
+        for optimizer in self.optimizers:
+            optimizer.step()
+
+    def state_dict(self) -> dict:
+        state, groups, offset = {}, [], 0
+        for optimizer in self.optimizers:
+            own = optimizer.state_dict()
+            state.update({index + offset: values for index, values in own["state"].items()})
+            groups += [{**group, "params": [index + offset for index in group["params"]]}
+                       for group in own["param_groups"]]
+            offset += sum(len(group["params"]) for group in own["param_groups"])
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        groups, offset = list(state_dict["param_groups"]), 0
+        for optimizer in self.optimizers:
+            own_groups, groups = groups[: len(optimizer.param_groups)], groups[len(optimizer.param_groups):]
+            count = sum(len(group["params"]) for group in own_groups)
+            own_state = {int(index) - offset: values for index, values in state_dict["state"].items()
+                         if offset <= int(index) < offset + count}
+            optimizer.load_state_dict({"state": own_state, "param_groups": [
+                {**group, "params": [index - offset for index in group["params"]]} for group in own_groups]})
+            offset += count
 
 
 def scheduled_lr(cfg: TrainingConfig, step: int, progress: float) -> float:

@@ -3,8 +3,8 @@
 The output directory is itself a model directory holding the best weights so far (by validation loss), saved with
 lm.checkpoint.save_model_dir. Beside them: `metrics.jsonl`, `training_curve.png`, `train_config.yaml`, and
 `resume/` with everything `--resume` needs to continue exactly (weights, optimizer, schedule, the `TrainState`, RNG
-states, data position, a recurrent model's carried state, NT-ASGD average), saved at every evaluation and on Ctrl-C.
-Batches are a function of (seed, step), so a resumed run sees the data an uninterrupted run would.
+states, data position, a recurrent model's carried state, the NT-ASGD or EMA/SWA average), saved at every evaluation
+and on Ctrl-C. Batches are a function of (seed, step), so a resumed run sees the data an uninterrupted run would.
 
 What differs between model families (batches, carried state, extra loss terms, how validation reads the text) comes
 from the family's hooks (lm.models.family); nothing here asks which family it trains.
@@ -37,6 +37,7 @@ from lm.checkpoint import CURVE_FILE, RESUME_DIR, TOKENIZER_FILE, TRAIN_CONFIG_F
 from lm.models import build_model, family_of
 from lm.tokenizers import Tokenizer
 from training import distributed, resume
+from training.averaging import WeightAverage
 from training.config import Config
 from training.data.corpus import Corpus, load_corpus
 from training.data.token_cache import encode_part
@@ -135,6 +136,7 @@ class Trainer:
         self.optimizer = build_optimizer(self.model, t)
         self.plateau = PlateauScale(t.plateau_factor, t.plateau_patience)
         self.ntasgd = NTASGD(self.model, t.nonmono) if t.optimizer == "ntasgd" else None
+        self.average = WeightAverage(self.model, t) if t.averaging != "none" else None
         self.sampler = self.family.batches(self.train_ids, t.batch_size, t.seq_len, t.seed, self.dist.rank,
                                            self.dist.world_size, variable_length=t.variable_bptt)
         self.train_model = self._wrapped(self.model)
@@ -348,6 +350,8 @@ class Trainer:
             self.optimizer.step()
         if self.ntasgd is not None:
             self.ntasgd.update()
+        if self.average is not None:
+            self.average.update(self.state.step + 1)
         return total, tokens
 
     def _forward_backward(self, batch: Batch, last: bool) -> float:
@@ -367,12 +371,15 @@ class Trainer:
             (self.scaler.scale(objective) if self.scaler is not None else objective).backward()
         return loss.item()
 
+    def _progress(self) -> float:
+        """How far the run is: the larger of steps / max_steps and elapsed / max_time."""
+        t, s = self.cfg.training, self.state
+        progress = s.step / t.max_steps
+        return max(progress, s.elapsed / t.max_time) if t.max_time else progress
+
     def _set_lr(self, seq_len: float) -> None:
         t = self.cfg.training
-        progress = self.state.step / t.max_steps
-        if t.max_time:
-            progress = max(progress, self.state.elapsed / t.max_time)
-        lr = scheduled_lr(t, self.state.step, progress) * self.plateau.scale
+        lr = scheduled_lr(t, self.state.step, self._progress()) * self.plateau.scale
         if t.variable_bptt:  # AWD: a shorter window gets a proportionally smaller step
             lr *= seq_len / t.seq_len
         for group in self.optimizer.param_groups:
@@ -384,10 +391,11 @@ class Trainer:
         raise TrainingError(f"training diverged: {what}; {kept} (try a lower training.lr, or training.grad_clip)")
 
     # ---------------------------------------------------------------- evaluation and checkpoints
-    def validate(self) -> float:
-        """Validation loss (nats/token) of the current weights (the NT-ASGD average once it is on)."""
+    def validate(self, model: torch.nn.Module | None = None) -> float:
+        """Validation loss (nats/token) of `model`, by default the current weights (the NT-ASGD average once it
+        is on)."""
         t = self.cfg.training
-        model = self._eval_model()
+        model = self._eval_model() if model is None else model
         model.eval()
         stats = TokenStats(detailed=False)
         self.family.score_batches(model, self.valid_ids, stats.update, self.device, t.seq_len,
@@ -405,17 +413,19 @@ class Trainer:
         """Validate, keep the best weights, update NT-ASGD / plateau / patience, save the resume state.
         False when early stopping says to end the run."""
         t, s = self.cfg.training, self.state
+        self._start_swa_if_due()
         val_loss = self.validate()
         if not math.isfinite(val_loss):
             self._diverged(f"the validation loss became {val_loss} at step {s.step}")
         s.val_history.append(val_loss)
-        improved = val_loss < s.best_val_loss
+        source, best_now, averaged_row = self._best_candidate(val_loss)
+        improved = best_now < s.best_val_loss
         if improved:
-            s.best_val_loss, s.best_step, s.bad_evals = val_loss, s.step, 0
+            s.best_val_loss, s.best_step, s.bad_evals = best_now, s.step, 0
         else:
             s.bad_evals += 1
         if self.dist.is_main:
-            self._record_evaluation(train_loss, val_loss, improved)
+            self._record_evaluation(train_loss, val_loss, averaged_row, source if improved else None)
         if self.ntasgd is not None and self.ntasgd.after_eval(s.val_history, s.step):
             tqdm.write(f"step {s.step}: validation stopped improving, switching to averaged SGD", file=sys.stderr)
         if t.schedule == "plateau":
@@ -423,16 +433,36 @@ class Trainer:
         self._save_resume()
         return t.patience is None or s.bad_evals < t.patience
 
-    def _record_evaluation(self, train_loss: float, val_loss: float, improved: bool) -> None:
-        """Rank 0: the metrics row, the best weights so far as the model directory, the training curve."""
+    def _start_swa_if_due(self) -> None:
+        """SWA starts at the first validation past `swa_start` of the run; every process agrees on it (elapsed
+        times differ)."""
+        due = self.average is not None and self.average.due(self._progress())
+        if self.average is not None and distributed.all_reduce_sum(self.dist, [float(due)], self.device)[0]:
+            self.average.start(self.state.step + 1)
+
+    def _best_candidate(self, val_loss: float) -> tuple[torch.nn.Module, float, dict]:
+        """The weights that compete for the best checkpoint at this validation: the EMA/SWA average where it
+        validates better than the trained weights (or the NT-ASGD average), else those; with their loss and the
+        averaged weights' figures for the metrics row."""
+        source = self._eval_model()
+        if self.average is None or not self.average.active:
+            return source, val_loss, {}
+        averaged_loss = self.validate(self.average.eval_model())
+        row = {"val_loss_averaged": averaged_loss, "val_bits_per_char_averaged": self._bpc(averaged_loss)}
+        if averaged_loss < val_loss:
+            return self.average.eval_model(), averaged_loss, row
+        return source, val_loss, row
+
+    def _record_evaluation(self, train_loss: float, val_loss: float, averaged_row: dict,
+                           new_best: torch.nn.Module | None) -> None:
+        """Rank 0: the metrics row, the new best weights (if any) as the model directory, the training curve."""
         s = self.state
         self.metrics.log({"step": s.step, "train_loss": train_loss, "lr": s.last_lr, "tokens_per_second": None,
                           "elapsed": s.elapsed, "val_loss": val_loss, "val_perplexity": perplexity(val_loss),
-                          "val_bits_per_char": self._bpc(val_loss)})
-        if improved:
-            source = self._eval_model()
-            self.best_weights = {k: v.detach().to("cpu").clone() for k, v in source.state_dict().items()}
-            self._save_model(source, finished=False)
+                          "val_bits_per_char": self._bpc(val_loss), **averaged_row})
+        if new_best is not None:
+            self.best_weights = {k: v.detach().to("cpu").clone() for k, v in new_best.state_dict().items()}
+            self._save_model(new_best, finished=False)
         plots.training_curve(self.metrics.rows, self.output / CURVE_FILE, title=self.cfg.name)
 
     def _metadata(self, finished: bool) -> dict:
@@ -512,6 +542,8 @@ class Trainer:
             rng_meta[prefix + "rng"] = process_rng
         if self.ntasgd is not None and self.ntasgd.active:
             tensors.update({f"averaged.{k}": v for k, v in self.ntasgd.averaged.state_dict().items()})
+        average_tensors, average_meta = self.average.state() if self.average is not None else ({}, None)
+        tensors.update(average_tensors)
         if self.best_weights is not None:
             tensors.update({f"best.{k}": v for k, v in self.best_weights.items()})
         meta = {
@@ -519,6 +551,7 @@ class Trainer:
             "sampler": self.sampler.state_dict(),
             "plateau": self.plateau.state_dict(),
             "ntasgd_started_at": self.ntasgd.started_at if self.ntasgd else None,
+            "average": average_meta,
             "optimizer": optim_meta,
             "world_size": self.dist.world_size,
             **rng_meta,
@@ -548,6 +581,8 @@ class Trainer:
         if self.ntasgd is not None and meta.get("ntasgd_started_at") is not None:
             self.ntasgd.start(int(meta["ntasgd_started_at"]))
             self.ntasgd.averaged.load_state_dict(resume.prefixed(tensors, "averaged"))
+        if self.average is not None:
+            self.average.load_state(tensors, meta.get("average"))
         self.best_weights = resume.prefixed(tensors, "best") or None
         self._restore_process_state(tensors, meta)
         self.metrics.keep_until(self.state.step)
