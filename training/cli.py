@@ -105,7 +105,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cleaner", help="cleaner for the text (default: the one the model was trained with)")
     _add_file_choice(p, "default: the patterns the model was trained with")
     p.add_argument("--output", help="JSON results file (default: MODEL_DIR/evaluations/<data>-<split>.json, one "
-                                    "file per data set and split)")
+                                    "file per data set and split; with --ensemble, none unless given)")
+    p.add_argument("--ensemble", nargs="+", metavar="MODEL_DIR",
+                   help="score MODEL_DIR with these models as one ensemble (mean of their probabilities); "
+                        "they must share its tokenizer")
+    p.add_argument("--ensemble-weights", nargs="+", type=float, metavar="W",
+                   help="one weight per model of the ensemble, MODEL_DIR's first (default: equal)")
     p.add_argument("--plots", metavar="DIR", help="also write loss, confidence and calibration plots here")
     p.add_argument("--samples", type=_positive_int, default=4, help="continuations sampled for diversity figures")
     p.add_argument("--device", default="cpu")
@@ -219,6 +224,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from training.evaluation.dynamic_eval import DynamicOptions
     from training.evaluation.evaluate import evaluate_model, evaluate_splits, format_table, result_file, write_json
 
+    if args.ensemble or args.ensemble_weights:
+        return _evaluate_ensemble(args)
     try:
         dynamic = DynamicOptions(lr=args.dynamic_lr, decay=args.dynamic_decay, segment=args.dynamic_segment,
                                  rule=args.dynamic_rule) if args.dynamic else None
@@ -241,6 +248,33 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     write_json(result, output)
     print(format_table(result))
     print(f"written to {output}")
+    return 0
+
+
+def _evaluate_ensemble(args: argparse.Namespace) -> int:
+    """`evaluate --ensemble`: the models' mixture on one text; its figures go to --output only, never beside the
+    model's own evaluations."""
+    from training.evaluation.ensemble import evaluate_ensemble, format_ensemble
+    from training.evaluation.evaluate import write_json
+
+    if not args.ensemble:
+        raise UsageError("evaluate: --ensemble-weights needs --ensemble MODEL_DIR ...")
+    if args.ensemble_weights is not None and len(args.ensemble_weights) != 1 + len(args.ensemble):
+        raise UsageError(f"evaluate: --ensemble-weights: expected {1 + len(args.ensemble)} weights (MODEL_DIR's "
+                         f"first), got {len(args.ensemble_weights)}")
+    unsupported = [flag for flag, given in (("--split all", args.split == "all"), ("--dynamic", args.dynamic),
+                                            ("--quantize", args.quantize), ("--plots", args.plots)) if given]
+    if unsupported:
+        raise UsageError(f"evaluate: --ensemble scores one text with float weights; drop {unsupported[0]}")
+    result = evaluate_ensemble([args.model_dir, *args.ensemble], args.data, split=args.split, cleaner=args.cleaner,
+                               device=args.device, weights=args.ensemble_weights, include=args.include,
+                               exclude=args.exclude)
+    result["command"] = "python -m training " + shlex.join(args.argv)
+    print(f"read {result['read']}", file=sys.stderr)
+    print(format_ensemble(result))
+    if args.output:
+        write_json(result, args.output)
+        print(f"written to {args.output}")
     return 0
 
 
