@@ -32,6 +32,7 @@ class GPTConfig:
     n_head: int = 6
     n_embd: int = 384
     dropout: float = 0.1
+    attn_dropout: float | None = None  # on the attention weights; None: `dropout` (0 keeps CPU attention fused)
     bias: bool = False
     positions: str = "rotary"
     rope_base: float = 10000.0
@@ -48,6 +49,8 @@ class GPTConfig:
         if self.positions == "rotary" and (self.n_embd // self.n_head) % 2:
             raise OptionError("n_head", "must leave an even head size (n_embd / n_head) for rotary positions")
         checks.number("dropout", self.dropout, minimum=0, exclusive_maximum=1)
+        if self.attn_dropout is not None:
+            checks.number("attn_dropout", self.attn_dropout, minimum=0, exclusive_maximum=1)
         checks.one_of("mlp", self.mlp, MLP_KINDS)
 
 
@@ -257,6 +260,7 @@ class CausalSelfAttention(nn.Module):
         self.n_head = config.n_head
         self.head_size = config.n_embd // config.n_head
         self.dropout = config.dropout
+        self.attn_dropout = config.dropout if config.attn_dropout is None else config.attn_dropout
         self.qkv = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
         self.proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
         # QK-norm's gains, queries' then keys' (1-D like other norm gains: no weight decay)
@@ -283,7 +287,7 @@ class CausalSelfAttention(nn.Module):
             mask = torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(diagonal=past)
             causal = False
         y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, is_causal=causal, dropout_p=self.dropout if self.training else 0.0
+            q, k, v, attn_mask=mask, is_causal=causal, dropout_p=self.attn_dropout if self.training else 0.0
         )
         y = y.transpose(1, 2).reshape(B, T, C)
         return _dropout(self.proj(y), self.dropout, self.training)
@@ -294,10 +298,9 @@ class MLP(nn.Module):
         super().__init__()
         # SwiGLU's first layer has two halves (gate, value): 8/3 the width (rounded up to 8) keeps the parameters
         width = 4 * config.n_embd if config.mlp != "swiglu" else -(-8 * config.n_embd // 24) * 8
-        self.kind = config.mlp
+        self.kind, self.dropout = config.mlp, config.dropout
         self.fc = nn.Linear(config.n_embd, (2 if self.kind == "swiglu" else 1) * width, bias=config.bias)
         self.proj = nn.Linear(width, config.n_embd, bias=config.bias)
-        self.dropout = config.dropout
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return _dropout(self.proj(mlp_activation(self.fc(x), self.kind)), self.dropout, self.training)

@@ -155,6 +155,7 @@ def test_gpt_rotary_cache_slides_past_the_context():
         ("gpt", {"vocab_size": V, "n_layer": "six"}, "n_layer must be an integer"),
         ("gpt", {"vocab_size": V, "positions": "alibi"}, "positions"),
         ("gpt", {"vocab_size": V, "mlp": "tanh"}, "mlp must be one of gelu, relu2, swiglu"),
+        ("gpt", {"vocab_size": V, "attn_dropout": 1.5}, "attn_dropout must be"),
         ("lstm", {"vocab_size": V, "mogrifier_rounds": -1}, "mogrifier_rounds"),
         ("lstm", {"vocab_size": V, "weight_drop": 1.5}, "weight_drop"),
         ("lstm", {}, "missing lstm option"),
@@ -182,6 +183,27 @@ def test_gpt_options_change_the_blocks_as_described():
     x = torch.randint(0, V, (2, 10))  # zero output projections: every block starts as the identity
     expected = F.linear(F.layer_norm(zeroed.wte(x), (32,), zeroed.ln_f.weight), zeroed.wte.weight)
     assert torch.allclose(zeroed.eval()(x).logits, expected, atol=1e-6)
+
+
+def test_gpt_attention_dropout_defaults_to_dropout_and_can_be_set_apart(monkeypatch):
+    import lm.models.gpt as gpt_module
+
+    seen = []
+    real = gpt_module.F.scaled_dot_product_attention
+
+    def spy(*args, dropout_p=0.0, **kwargs):
+        seen.append(dropout_p)
+        return real(*args, dropout_p=dropout_p, **kwargs)
+
+    monkeypatch.setattr(gpt_module.F, "scaled_dot_product_attention", spy)
+    tokens = torch.randint(0, V, (2, 8))
+    tiny_model("gpt", V, dropout=0.3).train()(tokens)
+    assert seen == [0.3, 0.3]
+    seen.clear()
+    apart = tiny_model("gpt", V, dropout=0.3, attn_dropout=0.0).train()
+    apart(tokens)
+    assert seen == [0.0, 0.0]  # residual dropout stays on: two passes differ
+    assert not torch.equal(apart(tokens).logits, apart(tokens).logits)
 
 
 def test_gpt_relu_squared_and_swiglu_activations():
