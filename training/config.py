@@ -95,6 +95,7 @@ class TrainingConfig:
     seed: int = 1337
     weights_dtype: Literal["float32", "float16", "bfloat16"] = "float32"
     loggers: list[str] = field(default_factory=list)  # optional mirrors of metrics.jsonl: tensorboard, wandb
+    muon_lr: Union[float, None] = None  # muon: the hidden matrices' peak lr (scheduled like lr); None = lr
     # weight averaging (training/averaging.py), validated beside the raw weights; the better one is kept
     averaging: Literal["none", "ema", "swa"] = "none"
     ema_decay: float = 0.999  # ema: avg <- decay * avg + (1 - decay) * weights, after every step
@@ -303,6 +304,8 @@ def validate(config: Config) -> None:
     for key in ("warmup_steps", "weight_decay", "grad_clip", "momentum", "alpha", "beta"):
         need(getattr(t, key) >= 0, f"training.{key}", "must be >= 0")
     need(t.min_lr is None or 0 <= t.min_lr <= t.lr, "training.min_lr", "must be between 0 and training.lr")
+    need(t.muon_lr is None or t.muon_lr > 0, "training.muon_lr", "must be > 0")
+    need(t.muon_lr is None or t.optimizer == "muon", "training.muon_lr", "applies to optimizer: muon only")
     need(t.max_time is None or t.max_time > 0, "training.max_time", "must be > 0 seconds")
     need(t.eval_batches is None or t.eval_batches > 0, "training.eval_batches", "must be > 0")
     need(t.eval_batch_size is None or t.eval_batch_size > 0, "training.eval_batch_size", "must be > 0")

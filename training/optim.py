@@ -14,7 +14,10 @@ def build_optimizer(model: torch.nn.Module, cfg: TrainingConfig) -> torch.optim.
     params = [p for p in model.parameters() if p.requires_grad]
     if cfg.optimizer == "muon":
         hidden, others = muon_groups(model)
-        muon = torch.optim.Muon(hidden, lr=cfg.lr, weight_decay=cfg.weight_decay, adjust_lr_fn="match_rms_adamw")
+        # the schedule sets every group's lr to its value times the group's lr_scale
+        scale = 1.0 if cfg.muon_lr is None else cfg.muon_lr / cfg.lr
+        muon = torch.optim.Muon([{"params": hidden, "lr_scale": scale}], lr=cfg.lr * scale,
+                                weight_decay=cfg.weight_decay, adjust_lr_fn="match_rms_adamw")
         return MuonWithAdamW(muon, _adamw(others, cfg))
     if cfg.optimizer == "adamw":
         return _adamw(params, cfg)

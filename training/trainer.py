@@ -383,7 +383,7 @@ class Trainer:
         if t.variable_bptt:  # AWD: a shorter window gets a proportionally smaller step
             lr *= seq_len / t.seq_len
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)  # Muon's own peak lr (training.muon_lr)
         self.state.last_lr = lr
 
     def _diverged(self, what: str) -> None:

@@ -76,3 +76,22 @@ def test_muon_with_adamw_steps_both_and_restores_its_state():
     _trained_steps(restored, twin, 2, seed=1)
     for (name, a), b in zip(model.named_parameters(), twin.parameters()):
         assert torch.allclose(a, b, atol=1e-6), name
+
+
+def test_muon_lr_scales_the_muon_group_under_the_schedule(tmp_path):
+    from training.config import ConfigError, config_from_dict
+    from training.trainer import RunOptions, Trainer
+    from tests.training.conftest import tiny_config
+
+    optimizer = build_optimizer(build_model("gpt", GPT), TrainingConfig(optimizer="muon", lr=0.01, muon_lr=0.03))
+    muon_group, *adamw_groups = optimizer.param_groups
+    assert muon_group["lr"] == pytest.approx(0.03) and muon_group["lr_scale"] == pytest.approx(3.0)
+    assert all(group["lr"] == pytest.approx(0.01) for group in adamw_groups)
+    trainer = Trainer(config_from_dict(tiny_config("gpt", optimizer="muon", lr=0.01, muon_lr=0.03), "t.yaml"),
+                      RunOptions(output=tmp_path / "run", progress=False))
+    trainer.state.step = 50  # after the warmup, somewhere on the cosine
+    trainer._set_lr(seq_len=32)
+    muon_group, *adamw_groups = trainer.optimizer.param_groups
+    assert 0 < adamw_groups[0]["lr"] < 0.01 and muon_group["lr"] == pytest.approx(3 * adamw_groups[0]["lr"])
+    with pytest.raises(ConfigError, match="muon_lr: applies to optimizer: muon only"):
+        config_from_dict(tiny_config("gpt", muon_lr=0.03), "t.yaml")
