@@ -361,8 +361,9 @@ class GPT(nn.Module):
 
     def training_flops_per_token(self, seq_len: int) -> float:
         """FLOPs to train on one token, PaLM's count (as nanoGPT's MFU): 6 per weight of every matrix product
-        (forward 2, backward 4; the tied output head counts, embedding look-ups do not) plus attention's
-        12 * layers * width * seq_len (scores and weighted values over the whole window, forward and backward)."""
+        (forward 2, backward 4; the tied output head counts, embedding look-ups do not; SwiGLU's first layer counts
+        with both its halves) plus attention's 12 * layers * width * seq_len (scores and weighted values over the
+        whole window, forward and backward). Norms and activations (QK-norm, ReLU squared) are not counted."""
         matmul_weights = sum(m.weight.numel() for m in self.modules() if isinstance(m, nn.Linear))
         return 6.0 * matmul_weights + 12.0 * self.config.n_layer * self.config.n_embd * seq_len
 

@@ -141,8 +141,9 @@ class AWDLSTM(nn.Module):
 
     def training_flops_per_token(self, seq_len: int) -> float:
         """FLOPs to train on one token: 6 per weight of every matrix product (forward 2, backward 4), i.e. each
-        layer's four gates over its input and its hidden state, 4H x (input + H), and the decoder. Element-wise
-        gate arithmetic and dropout masks are not counted. `seq_len` does not matter for a recurrent model."""
+        layer's four gates over its input and its hidden state, 4H x (input + H), the Mogrifier's matrices (each
+        multiplies once per token) and the decoder. Element-wise gate arithmetic and dropout masks are not counted.
+        `seq_len` does not matter for a recurrent model."""
         matmul_weights = sum(p.numel() for layer in self.layers for name, p in layer.named_parameters()
                              if name.startswith("weight_"))
         matmul_weights += sum(m.weight.numel() for m in self.modules() if isinstance(m, nn.Linear))

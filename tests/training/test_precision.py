@@ -87,6 +87,31 @@ def test_flops_per_token_of_a_tiny_lstm_by_hand():
     assert model.training_flops_per_token(50) == 6 * (48 * 20 + 32 * 20 + 80)
 
 
+@pytest.mark.parametrize("options,per_layer", [
+    ({"mlp": "relu2"}, 768),  # the same matrices as GELU
+    ({"qk_norm": True}, 768),  # the norm's gains are element-wise
+    # SwiGLU: hidden width ceil(8 * 8 / 24 / 8) * 8 = 24; fc 8 -> 2 * 24 (gate and value), proj 24 -> 8
+    ({"mlp": "swiglu"}, 3 * 8 * 8 + 8 * 8 + 8 * 48 + 24 * 8),
+])
+def test_flops_per_token_of_the_gpt_options_by_hand(options, per_layer):
+    model = build_model("gpt", {"vocab_size": 10, "context_length": 4, "n_layer": 1, "n_head": 2, "n_embd": 8,
+                                **options})
+    assert model.training_flops_per_token(4) == 6 * (per_layer + 80) + 12 * 1 * 8 * 4
+
+
+@pytest.mark.parametrize("options,mogrifier", [
+    # full rank, 3 rounds per layer (Q: hidden -> input, R: input -> hidden, Q): layer 0 is 8 <-> 12 and
+    # layer 1 is 12 <-> 8, so every matrix has 96 weights
+    ({"mogrifier_rounds": 3}, 2 * 3 * 96),
+    # rank 2, 2 rounds: each matrix is two factors, (12 x 2 + 2 x 8) = 40 weights
+    ({"mogrifier_rounds": 2, "mogrifier_rank": 2}, 2 * 2 * 40),
+])
+def test_flops_per_token_of_a_mogrifier_lstm_by_hand(options, mogrifier):
+    model = build_model("lstm", {"vocab_size": 10, "emb_size": 8, "hidden_size": 12, "n_layers": 2, **options})
+    # each Mogrifier matrix multiplies once per token, like the gates
+    assert model.training_flops_per_token(50) == 6 * (48 * 20 + 32 * 20 + 80 + mogrifier)
+
+
 @pytest.mark.slow
 def test_the_record_says_what_ran_and_utilisation_is_logged(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(hardware, "default_probe", lambda: probe_with(tmp_path, 1 / 20))
