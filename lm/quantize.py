@@ -1,8 +1,9 @@
 """int8 inference for CPU serving: `lm.load(path, quantize="int8")`.
 
-The linear layers (GPT: attention, MLP and output projection; LSTM: the LSTM layers and the decoder) keep their
-weights as int8 with a scale per tensor, and each call quantizes its input on the fly (PyTorch's dynamic
-quantization, run by fbgemm/oneDNN int8 kernels). Embeddings and LayerNorms stay float32.
+The linear layers (GPT: attention, MLP of any kind and output projection; LSTM: the LSTM layers, a Mogrifier's
+gating matrices and the decoder) keep their weights as int8 with a scale per tensor, and each call quantizes its
+input on the fly (PyTorch's dynamic quantization, run by fbgemm/oneDNN int8 kernels). Embeddings, LayerNorms and
+QK-norm gains stay float32. A Mogrifier LSTM steps its int8 LSTM modules one token at a time.
 
 Measured here (docs/benchmarks.md, "int8 inference"): within 0.1 % of float32 in bits per character; faster for
 the LSTM and for a 6 x 384 GPT, slower for the shipped 6 x 192 GPT at batch 1. onnxruntime's int8 was faster still

@@ -126,7 +126,8 @@ class AWDLSTM(nn.Module):
             self.decoder.weight = self.encoder.weight
         nn.init.uniform_(self.encoder.weight, -0.1, 0.1)
         nn.init.zeros_(self.decoder.bias)
-        # _cell_step reads float weight matrices; int8 LSTM layers (lm.quantize) run as modules instead
+        # _cell_step and the Mogrifier's cells read float weight matrices; int8 LSTM layers (lm.quantize) are
+        # run as modules instead
         self.flat_decode = True
 
     context_length = None  # an LSTM carries its state: no window
@@ -208,12 +209,17 @@ class AWDLSTM(nn.Module):
         (T = 1 is the decoding step)."""
         lstm, mogrifier = self.layers[i], self.mogrifiers[i]
         weight_hh = self._dropped_weight_hh(lstm)
-        weight_hh = lstm.weight_hh_l0 if weight_hh is None else weight_hh
+        if weight_hh is None and self.flat_decode:
+            weight_hh = lstm.weight_hh_l0
         h, cell = state
         outputs = []
         for t in range(x.shape[1]):
             x_t, h = mogrifier(x[:, t], h)
-            h, cell = lstm_cell(x_t, h, cell, lstm, weight_hh)
+            if self.flat_decode:
+                h, cell = lstm_cell(x_t, h, cell, lstm, weight_hh)
+            else:  # int8 layers (lm.quantize) hold packed weights: one step of the module itself
+                _, (h, cell) = lstm(x_t[:, None], (h[None], cell[None]))
+                h, cell = h[0], cell[0]
             outputs.append(h)
         return torch.stack(outputs, dim=1), (h, cell)  # (B, T, H)
 

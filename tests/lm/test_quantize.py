@@ -58,3 +58,42 @@ def test_unknown_quantization_is_refused(model_dir):
     with pytest.raises(ValueError, match="quantize must be one of int8"):
         load(model_dir, quantize="int4")
     assert QUANTIZE_MODES == ("int8",)
+
+
+@pytest.mark.parametrize("model_type,options", [
+    ("gpt", {"mlp": "swiglu", "qk_norm": True}),
+    ("gpt", {"mlp": "relu2", "zero_init_proj": True}),
+    ("lstm", {"mogrifier_rounds": 3}),
+    ("lstm", {"mogrifier_rounds": 2, "mogrifier_rank": 4}),
+])
+def test_int8_quantizes_the_quality_options_and_decodes_like_its_full_forward(tmp_path, char_tokenizer, model_type,
+                                                                             options):
+    """SwiGLU and QK-norm run through the GPT's modules; a Mogrifier LSTM's cells step its int8 LSTM module one
+    token at a time, with its gating matrices int8 as well."""
+    from tests.lm.conftest import tiny_model
+
+    from lm.checkpoint import save_model_dir
+
+    model = tiny_model(model_type, char_tokenizer.vocab_size, **options)
+    with torch.no_grad():  # weights away from their initial zeros and ones, so every option matters
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    save_model_dir(tmp_path / "m", model, char_tokenizer, metadata={})
+    loaded = load_model_dir(tmp_path / "m")
+    tokens = torch.tensor([loaded.tokenizer.encode("First Speaker:\nWhat light")])
+    with torch.inference_mode():
+        reference = loaded.model(tokens).logits.log_softmax(-1)
+        quantize_model(loaded.model, "int8")
+        assert _float_layers(loaded.model) == []
+        quantized = loaded.model(tokens).logits.log_softmax(-1)
+        state, steps = None, []
+        for t in range(tokens.shape[1]):  # one token at a time through the carried state or cache
+            output = loaded.model(tokens[:, t: t + 1], state if state is not None else
+                                  loaded.model.init_state(1))
+            state = output.state
+            steps.append(output.logits.log_softmax(-1))
+    # int8 quantizes each call's inputs with their own range, so a step and a whole pass differ by rounding only:
+    # both stay close to float32 (the float paths are held equal by tests/lm/test_models.py)
+    for int8 in (quantized, torch.cat(steps, dim=1)):
+        kl = (reference.exp() * (reference - int8)).sum(-1).mean().item()
+        assert 0 < kl < 1e-2
