@@ -73,16 +73,33 @@ def test_every_format_takes_the_options_it_maps():
         check_exportable(fmt, _config(positions="learned", bias=True))
     check_exportable("onnx", _config("lstm", "word"))
     check_exportable("hf", _config(kind="char"))
+    quality_defaults = {"attn_dropout": None, "qk_norm": False, "mlp": "gelu", "zero_init_proj": True}
+    for fmt in ("hf", "gguf", "onnx"):  # what a GPT records since the quality options, and training-only ones
+        check_exportable(fmt, _config(**quality_defaults))
+    for mlp in ("relu2", "swiglu"):  # the ONNX graph runs the model's own MLP
+        check_exportable("onnx", _config(**{**quality_defaults, "mlp": mlp}))
+    check_exportable("onnx", _config("lstm", "word", mogrifier_rounds=0, mogrifier_rank=0))
 
 
 @pytest.mark.parametrize("fmt", ["hf", "gguf", "onnx"])
 def test_an_option_an_exporter_does_not_know_is_refused_in_one_line(fmt):
-    # a feature added to GPTConfig later (here: QK-norm) must not export silently wrong
-    with pytest.raises(ExportError, match=r"option qk_norm=True is not one the .* exporter maps") as caught:
-        check_exportable(fmt, _config(qk_norm=True))
+    # a feature added to GPTConfig later (here a made-up sliding window) must not export silently wrong
+    with pytest.raises(ExportError, match=r"option sliding_window=64 is not one the .* exporter maps") as caught:
+        check_exportable(fmt, _config(sliding_window=64))
     assert "\n" not in str(caught.value)
     with pytest.raises(ExportError, match=r"positions='alibi' \(supported: 'learned', 'rotary'\)"):
         check_exportable(fmt, _config(positions="alibi"))
+
+
+@pytest.mark.parametrize("fmt, model_type, option, value", [
+    *[(fmt, "gpt", "qk_norm", True) for fmt in ("hf", "gguf", "onnx")],
+    *[(fmt, "gpt", "mlp", mlp) for fmt in ("hf", "gguf") for mlp in ("relu2", "swiglu")],
+    ("onnx", "lstm", "mogrifier_rounds", 2),
+])
+def test_a_quality_option_a_format_cannot_express_is_refused_in_one_line(fmt, model_type, option, value):
+    with pytest.raises(ExportError, match=rf"option {option}={value!r} \(supported: ") as caught:
+        check_exportable(fmt, _config(model_type, **{option: value}))
+    assert "\n" not in str(caught.value)
 
 
 @pytest.mark.parametrize("fmt, model_type, kind, hint", [
@@ -116,6 +133,10 @@ def char_tokenizer_dir(tmp_path_factory):
         ("lstm", "char", "lstm", {"emb_size": 16, "hidden_size": 24, "n_layers": 2}),
         ("word-lstm", "word", "lstm", {"emb_size": 16, "hidden_size": 24, "n_layers": 2, "tie_weights": False}),
         ("short-gpt", "char", "gpt", {"context_length": 24, "n_layer": 2, "n_head": 2, "n_embd": 16}),
+        ("swiglu-gpt", "char", "gpt", {"context_length": 24, "n_layer": 2, "n_head": 2, "n_embd": 16,
+                                       "mlp": "swiglu"}),
+        ("relu2-gpt", "char", "gpt", {"context_length": 24, "n_layer": 1, "n_head": 2, "n_embd": 16,
+                                      "mlp": "relu2"}),
     ):
         tokenizer = train_tokenizer(kind, text)
         torch.manual_seed(0)
@@ -240,7 +261,8 @@ def test_output_folders_that_are_not_exports_are_left_alone(rotary_bpe_gpt, tmp_
 
 @pytest.mark.parametrize("fixture, name", [("rotary_bpe_gpt", None), ("learned_bpe_gpt", None),
                                            ("char_tokenizer_dir", "word-lstm"), ("char_tokenizer_dir", "lstm"),
-                                           ("char_tokenizer_dir", "short-gpt")])
+                                           ("char_tokenizer_dir", "short-gpt"), ("char_tokenizer_dir", "swiglu-gpt"),
+                                           ("char_tokenizer_dir", "relu2-gpt")])
 def test_onnx_decodes_incrementally_like_our_model(fixture, name, request, tmp_path):
     _require("onnxruntime", "onnxruntime")
     model_dir = request.getfixturevalue(fixture)

@@ -27,9 +27,17 @@ _GPT_CORE: dict[str, set | None] = {
     "bias": {True, False},  # absent biases are exported as zeros
     "positions": {"rotary", "learned"},  # rotary -> GPT-NeoX layout, learned -> GPT-2 layout
     "rope_base": ANY,
+    "attn_dropout": ANY,  # training only
+    "zero_init_proj": {True, False},  # how training starts, nothing the trained weights keep
+    "qk_norm": {False},  # GPT-NeoX and GPT-2 have no normalised queries and keys
+    "mlp": {"gelu"},  # ... and a GELU MLP only
 }
 
-_LSTM_ALL: dict[str, set | None] = {
+# the ONNX graph runs each block's own MLP module, so every MLP traces exactly; its attention is spelled out
+# without QK-norm
+_GPT_ONNX: dict[str, set | None] = {**_GPT_CORE, "mlp": {"gelu", "relu2", "swiglu"}}
+
+_LSTM_ONNX: dict[str, set | None] = {
     "vocab_size": ANY,
     "emb_size": ANY,
     "hidden_size": ANY,
@@ -40,13 +48,15 @@ _LSTM_ALL: dict[str, set | None] = {
     "dropout_embedding": ANY,
     "weight_drop": ANY,
     "tie_weights": {True, False},
+    "mogrifier_rounds": {0},  # the ONNX graph runs the fused LSTM layers, which take no Mogrifier gating
+    "mogrifier_rank": ANY,  # no gating matrices without rounds
 }
 
 # format -> model type -> option whitelist; a model type missing here has no native form in that format
 MODEL_OPTIONS: dict[str, dict[str, dict[str, set | None]]] = {
     "hf": {"gpt": _GPT_CORE},
     "gguf": {"gpt": _GPT_CORE},
-    "onnx": {"gpt": _GPT_CORE, "lstm": _LSTM_ALL},
+    "onnx": {"gpt": _GPT_ONNX, "lstm": _LSTM_ONNX},
 }
 
 # format -> tokenizer kinds whose tokenization the target runtime reproduces from the exported files
