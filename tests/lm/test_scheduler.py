@@ -64,6 +64,24 @@ def test_a_seeded_request_gives_the_same_text_alone_or_batched(generator):
     assert [outcome(stream.result) for stream in streams] == alone
 
 
+@pytest.mark.parametrize("kind,options", [("gpt", {"qk_norm": True, "mlp": "swiglu"}),
+                                          ("gpt", {"mlp": "relu2", "positions": "learned"}),
+                                          ("lstm", {"mogrifier_rounds": 3})])
+def test_the_quality_options_batch_rows_at_different_positions_exactly(kind, options, tmp_path, char_tokenizer):
+    """QK-norm and the MLP kinds in the GPT's per-row decode step, a Mogrifier LSTM's cells on per-row state."""
+    model = tiny_model(kind, char_tokenizer.vocab_size, **options)
+    with torch.no_grad():  # away from the initial unit gains, so QK-norm's gains count
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    save_model_dir(tmp_path / kind, model, char_tokenizer)
+    generator = load(tmp_path / kind)
+    try:
+        alone = [outcome(generator.generate(prompt, **options)) for prompt, options in REQUESTS]
+        assert [outcome(stream.result) for stream in run_staggered(generator)] == alone
+    finally:
+        generator.close()
+
+
 @pytest.mark.parametrize("kind", ["gpt-rotary", "gpt-learned", "lstm"])
 def test_int8_models_batch_rows_at_different_positions(kind, tmp_path, char_tokenizer):
     """QUANTIZE=int8 models go through the same scheduler. Their int8 layers scale each step's input as a whole, so
