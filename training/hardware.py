@@ -1,7 +1,8 @@
 """Device choice, mixed precision and a short description of the hardware for the training record.
 
-`precision: auto` is decided by measurement (lm.precision's matmul probe), not by the CPU's name: bf16 autocast
-only where it multiplies faster than fp32 at the model's width. On CUDA: bf16 where the GPU supports it, else fp16
+`precision: auto` is decided by measurement, not by the CPU's name: on a CPU, lm.precision's matmul probe first
+(bf16 emulated, far slower: fp32 at once), then a few timed training steps of the model itself in each
+(training/step_trial.py): bf16 autocast only where the model trains faster in it. On CUDA: bf16 where the GPU supports it, else fp16
 with a gradient scaler. MPS trains in fp32 (autocast there is not measured by this project).
 """
 
@@ -38,6 +39,9 @@ def pick_device(requested: str = "auto", local_rank: int = 0) -> torch.device:
 
 # A forced low precision slower than fp32 by more than this earns a warning (timing noise stays below it).
 SLOW_FACTOR = 0.8
+# A matmul probe this much slower in bf16 than fp32 means bf16 is emulated (no native bf16: some 200x slower, an AVX2
+# CPU); `auto` then takes fp32 without timing training steps.
+EMULATED_FACTOR = 0.25
 
 
 @dataclass(frozen=True)
@@ -47,7 +51,7 @@ class PrecisionChoice:
     precision: str  # fp32 | bf16 | fp16: what runs
     requested: str  # what the config asked for (auto, or a forced precision)
     reason: str  # one line for the log and the training record
-    speedup: float | None = None  # measured matmul speed of `precision` over fp32 at the model's width (CPU)
+    speedup: float | None = None  # measured speed of bf16 over fp32 (CPU): the model's step, else the matmul
     warning: str | None = None  # a forced precision measured slower than fp32
 
     @property
@@ -57,9 +61,11 @@ class PrecisionChoice:
 
 
 def resolve_precision(requested: str, device: torch.device, width: int, probe: MatmulProbe | None = None,
-                      cuda_bf16: bool | None = None) -> PrecisionChoice:
+                      cuda_bf16: bool | None = None, step_trial: Callable[[], float] | None = None) -> PrecisionChoice:
     """The precision to train in. `width`: the model's widest input dimension (the probe's matmul shape).
-    `probe` and `cuda_bf16` (the GPU supports bf16) are measured here when not given."""
+    `probe` and `cuda_bf16` (the GPU supports bf16) are measured here when not given. `step_trial`: bf16's
+    training-step speed over fp32's for the model itself (training/step_trial.py); on a CPU, `auto` follows it
+    unless the matmul probe already shows bf16 emulated (far slower), and follows the probe when it is not given."""
     if requested not in ("auto", "fp32", "bf16", "fp16"):
         raise ValueError(f"training.precision must be auto, fp32, bf16 or fp16, got {requested!r}")
     if requested == "fp16" and device.type != "cuda":
@@ -87,6 +93,11 @@ def resolve_precision(requested: str, device: torch.device, width: int, probe: M
             warning = (f"warning: training.precision bf16 is {1 / speedup:.1f}x slower than fp32 on this CPU "
                        f"(measured); precision: auto would train in fp32")
         return PrecisionChoice("bf16", requested, f"cpu: bf16 as configured ({measured})", speedup, warning)
+    if step_trial is not None and speedup >= EMULATED_FACTOR:
+        step = step_trial()
+        chosen = "bf16" if step > 1.0 else "fp32"
+        return PrecisionChoice(chosen, requested, f"cpu: auto -> {chosen} (a training step of this model in bf16 "
+                               f"autocast runs at {step:.2f}x the speed of fp32; {measured})", step)
     chosen = "bf16" if speedup > 1.0 else "fp32"
     return PrecisionChoice(chosen, requested, f"cpu: auto -> {chosen} ({measured})", speedup)
 

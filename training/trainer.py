@@ -23,6 +23,7 @@ import sys
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +49,7 @@ from training.hardware import PrecisionChoice, autocast_factory, describe, peak_
 from training.loggers import MetricsLog
 from training.optim import NTASGD, PlateauScale, build_optimizer, scheduled_lr
 from training.progress import ProgressBar
+from training.step_trial import StepTrial
 from training.resume import TrainState
 
 # What the processes agree on after each step (the largest wins): go on, out of time, interrupted.
@@ -201,7 +203,10 @@ class Trainer:
     def _measure_precision(self) -> tuple[PrecisionChoice, float]:
         """The precision `training.precision` resolves to here (one warning line for a forced slow bf16) and the
         machine's matmul peak in it."""
-        choice = resolve_precision(self.cfg.training.precision, self.device, self.model.width)
+        t, trial = self.cfg.training, None
+        if self.device.type == "cpu" and t.precision == "auto":  # the model's own steps decide (step_trial.py)
+            trial = partial(StepTrial().speedup, self.model, self.tokenizer.vocab_size, t.batch_size, t.seq_len)
+        choice = resolve_precision(t.precision, self.device, self.model.width, step_trial=trial)
         if choice.warning:
             print(choice.warning, file=sys.stderr)
         return choice, peak_flops(self.device, choice.precision)

@@ -16,6 +16,7 @@ from tests.training.conftest import tiny_config
 from training import hardware
 from training.config import config_from_dict, load_config
 from training.hardware import resolve_precision
+from training.step_trial import StepTrial, measure_step_speedup
 from training.trainer import RunOptions, train
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -141,3 +142,49 @@ def test_auto_resolves_in_the_trainer(tmp_path, monkeypatch):
     assert record == {"requested": "auto", "used": "fp32", "reason": record["reason"]}
     assert "auto -> fp32" in record["reason"] and yaml.safe_load((out / "train_config.yaml").read_text())[
         "training"]["precision"] == "fp32"
+
+
+def test_auto_on_a_cpu_follows_the_models_own_training_steps(tmp_path):
+    # the product alone says bf16 is 1.7x faster, the model's steps say 0.7x: fp32 (gpt-small on AMX)
+    choice = resolve_precision("auto", CPU, 128, probe_with(tmp_path, 1.7), step_trial=lambda: 0.7)
+    assert choice.precision == "fp32" and "training step of this model" in choice.reason and "0.70x" in choice.reason
+    # the product alone says slower, the steps 1.6x faster: bf16 (the 2 x 512 LSTM on AMX)
+    choice = resolve_precision("auto", CPU, 512, probe_with(tmp_path, 0.42), step_trial=lambda: 1.6)
+    assert choice.precision == "bf16" and choice.speedup == pytest.approx(1.6)
+
+
+def test_an_emulated_bf16_needs_no_step_trial(tmp_path):
+    def trial():
+        raise AssertionError("the trial ran although the product showed bf16 emulated")
+
+    assert resolve_precision("auto", CPU, 192, probe_with(tmp_path, 1 / 200), step_trial=trial).precision == "fp32"
+
+
+@pytest.mark.parametrize("kind", ["gpt", "lstm"])
+def test_a_step_trial_leaves_the_model_and_the_random_state_as_they_were(kind):
+    options = ({"context_length": 16, "n_layer": 1, "n_head": 2, "n_embd": 16} if kind == "gpt" else
+               {"emb_size": 16, "hidden_size": 24, "n_layers": 2})
+    model = build_model(kind, {"vocab_size": 20, **options}).eval()
+    before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    rng = torch.get_rng_state()
+    ratio = measure_step_speedup(model, 20, batch_size=3, seq_len=8)
+    assert ratio > 0 and ratio != float("inf")
+    assert all(torch.equal(before[name], tensor) for name, tensor in model.state_dict().items())
+    assert all(p.grad is None for p in model.parameters()) and not model.training
+    assert torch.equal(torch.get_rng_state(), rng)
+
+
+def test_step_trials_are_cached_only_when_two_measurements_agree(tmp_path):
+    model = build_model("gpt", {"vocab_size": 20, "context_length": 16, "n_layer": 1, "n_head": 2, "n_embd": 16})
+    answers = iter([1.5, 1.4, 0.5, 1.5, 1.45, 1.5])
+    calls = []
+
+    def measure(*args):
+        calls.append(args)
+        return next(answers)
+
+    trial = StepTrial(tmp_path / "trials.json", measure=measure)
+    assert trial.speedup(model, 20, 4, 64) == pytest.approx(1.45)
+    assert trial.speedup(model, 20, 4, 64) == pytest.approx(1.45) and len(calls) == 2  # from the cache
+    assert trial.speedup(model, 20, 8, 64) == pytest.approx(1.0) and len(calls) == 4  # 0.5 and 1.5 disagree
+    assert trial.speedup(model, 20, 8, 64) == pytest.approx(1.475) and len(calls) == 6  # measured again

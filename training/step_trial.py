@@ -1,0 +1,108 @@
+"""Whether bf16 autocast trains this model faster than fp32 on this CPU: a few timed training steps of each.
+
+The matmul probe (lm.precision) times the model's widest product alone. A training step also casts weights and
+activations, normalises, runs attention or the LSTM's cells and goes backward, and on a Xeon with AMX the two
+disagree both ways (docs/benchmarks.md, training precision): the 2 x 512 AWD-LSTM trains 1.6x faster in bf16 where
+its 512-wide product alone measured slower, and the 128-wide GPT trains at 0.77x where its product measured 1.7x.
+So `precision: auto` on a CPU (training/hardware.py) asks this trial whenever the probe does not already show bf16
+emulated (far slower): forward and backward of the model itself on random tokens of the run's window length, in
+turns, the best of a few per precision (a second or two). The model's weights, gradients and the random number generator are left
+as they were, so a run that measured decides exactly like one that read the answer from the cache
+(`$SCRIPTORIUM_CACHE/step-trials.json`, per machine, thread count, torch version, model and shape).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from lm.atomic import atomic_write_text
+from lm.cache import cache_dir
+from lm.precision import machine_key
+
+CACHE_FILE = "step-trials.json"
+# Timed steps read the run's batch of sequences (the LSTM's recurrent products have a row per sequence, and bf16's
+# gain depends on it: at 4 rows the 2 x 512 LSTM measured 0.77x, at its 32 rows 1.6x, as it trains) but windows of
+# at most this many tokens, so a trial takes a second or two; at 32 the three presets' ratios agreed with full
+# training runs' (docs/benchmarks.md).
+WINDOW = 32
+ROUNDS = 3
+STABLE = 1.25  # two measurements within this factor of each other are cached
+
+
+def _one_step(model: torch.nn.Module, tokens: torch.Tensor, targets: torch.Tensor, bf16: bool) -> float:
+    start = time.perf_counter()
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        logits = model(tokens).logits  # (rows, seq_len, vocab)
+        loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
+    loss.backward()
+    return time.perf_counter() - start
+
+
+def measure_step_speedup(model: torch.nn.Module, vocab_size: int, batch_size: int, seq_len: int) -> float:
+    """bf16 autocast's training-step speed over fp32's for `model` (below 1: slower), measured now on a batch of
+    `batch_size` windows of at most WINDOW tokens."""
+    generator = torch.Generator().manual_seed(0)
+    tokens = torch.randint(vocab_size, (batch_size, min(seq_len, WINDOW) + 1), generator=generator)
+    rng = torch.get_rng_state()
+    was_training = model.training
+    model.train()
+    try:
+        best = {False: float("inf"), True: float("inf")}
+        for bf16 in (False, True):  # the first step of each builds its kernels: not timed
+            _one_step(model, tokens[:, :-1], tokens[:, 1:], bf16)
+        for _ in range(ROUNDS):
+            for bf16 in (False, True):
+                best[bf16] = min(best[bf16], _one_step(model, tokens[:, :-1], tokens[:, 1:], bf16))
+    finally:
+        model.zero_grad(set_to_none=True)
+        model.train(was_training)
+        torch.set_rng_state(rng)
+    return best[False] / best[True]
+
+
+class StepTrial:
+    """The cached answer of `measure_step_speedup` for a model and window length on this machine."""
+
+    def __init__(self, path: Path | None = None, measure=measure_step_speedup) -> None:
+        self.path = Path(path) if path is not None else cache_dir() / CACHE_FILE
+        self.measure = measure
+
+    def speedup(self, model: torch.nn.Module, vocab_size: int, batch_size: int, seq_len: int) -> float:
+        config = getattr(model, "config", None)
+        config = json.dumps(dataclasses.asdict(config), sort_keys=True, default=str) if dataclasses.is_dataclass(
+            config) else repr(model)
+        shape = f"{type(model).__name__} {hashlib.sha256(config.encode()).hexdigest()[:16]} {batch_size}x{min(seq_len, WINDOW)}"
+        key = f"{machine_key(torch.device('cpu'))}|{shape}"
+        stored = self._read().get(key)
+        if isinstance(stored, (int, float)) and stored > 0:
+            return float(stored)
+        first = self.measure(model, vocab_size, batch_size, seq_len)
+        second = self.measure(model, vocab_size, batch_size, seq_len)
+        ratio = (first + second) / 2
+        # two answers that disagree mean a busy machine: use this one, measure again next time
+        if max(first, second) <= STABLE * min(first, second):
+            self._write(key, ratio)
+        return ratio
+
+    def _read(self) -> dict[str, float]:
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def _write(self, key: str, ratio: float) -> None:
+        data = self._read()
+        data[key] = ratio
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.path, json.dumps(data, indent=1, sort_keys=True) + "\n")
+        except OSError:
+            pass  # a read-only home only costs a new trial next time
