@@ -336,12 +336,18 @@ class Generator:
 
     def generate(self, prompt: str | Sequence[int] = "", **options: Any) -> GenerationResult:
         """The finished generation (Overloaded when the scheduler has no room). The prompt is text, or token ids."""
-        return self._submit(prompt, options, events=False).outcome()
+        request = self._request(prompt, options, events=False)
+        if not request.done:
+            self.scheduler.run_here(request)  # this thread runs the steps while it waits (lm/scheduler.py)
+        return request.outcome()
 
     def stream(self, prompt: str | Sequence[int] = "", **options: Any) -> GenerationStream:
         """Checks the options at once (ValueError) and queues the request (Overloaded when too many wait); tokens
         arrive as the stream is iterated."""
-        return GenerationStream(self._submit(prompt, options, events=True), self.scheduler)
+        request = self._request(prompt, options, events=True)
+        if not request.done:
+            self.scheduler.submit(request)
+        return GenerationStream(request, self.scheduler)
 
     def close(self) -> None:
         """Stop the scheduler's loop (requests still waiting or running get SchedulerClosed)."""
@@ -384,7 +390,7 @@ class Generator:
                 position += 1
         return scores
 
-    def _submit(self, prompt: str | Sequence[int], options: dict[str, Any], events: bool) -> _Generation:
+    def _request(self, prompt: str | Sequence[int], options: dict[str, Any], events: bool) -> _Generation:
         ids = self.prompt_ids(prompt)
         try:
             opts = GenerationOptions(**options)
@@ -400,10 +406,7 @@ class Generator:
         suppress = [self.tokenizer.unk_id] if self.tokenizer.unk_id is not None else []
         chain = ProcessorChain(opts.temperature, opts.top_k, opts.top_p, opts.repetition_penalty, suppress)
         seed = opts.seed if opts.seed is not None else int.from_bytes(os.urandom(8), "little") % DRAWN_SEED_LIMIT
-        request = _Generation(self, ids, opts, chain, seed, events)
-        if not request.done:
-            self.scheduler.submit(request)
-        return request
+        return _Generation(self, ids, opts, chain, seed, events)
 
 
 def load(path: str | os.PathLike, device: str | torch.device = "cpu", dtype: str = "auto",

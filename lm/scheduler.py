@@ -17,6 +17,13 @@ and llama.cpp's server do).
 - A request that fails gets its error and leaves; the others go on. `stop()` ends the loop cleanly; what is still
   waiting or running gets `SchedulerClosed`.
 
+- The loop runs on the scheduler's own thread, except while a caller waits for a whole result (`run_here`, what
+  `Generator.generate` uses): that caller's thread then runs the steps itself, for the whole batch, until its own
+  request ends. Decoding on the caller's thread keeps a library user's lone request as fast as before batching: a
+  second thread running torch's OpenMP team beside the caller's made each small operation wait for the other team
+  (libgomp stops spinning when it manages more threads than cores), 0.67x at 2 torch threads (docs/benchmarks.md).
+  One thread steps at a time (`_driver`), so requests from other threads simply ride along.
+
 The scheduler knows rows and tokens; what a token means to its request (text, stop strings, events, the result) is
 the request's business: `Request`, which lm.generation implements.
 """
@@ -190,10 +197,13 @@ class Scheduler:
         self._logits: torch.Tensor | None = None  # (rows, V): each row's next-token logits
         self._thread: threading.Thread | None = None
         self._closed = False
+        self._driver = threading.Lock()  # held by the thread running steps: the loop's, or a caller's in run_here
+        self._callers = 0  # callers in run_here: while there are any, they run the steps and the loop waits
 
     # --- any thread ----------------------------------------------------------------------------------------------
-    def submit(self, request: Request) -> None:
-        """Queue `request`; Overloaded at once when it cannot start now and `max_queued` are already waiting."""
+    def submit(self, request: Request, driven_here: bool = False) -> None:
+        """Queue `request`; Overloaded at once when it cannot start now and `max_queued` are already waiting.
+        `driven_here`: the caller will run the steps itself (`run_here`)."""
         if request.sequences > self.limits.max_batch_size:
             raise OptionError("num_return_sequences", f"must be at most the batch size {self.limits.max_batch_size}, "
                               f"got {request.sequences}")
@@ -206,11 +216,31 @@ class Scheduler:
             if not fits and len(self._waiting) >= self.limits.max_queued:
                 raise Overloaded(f"{len(self._waiting)} requests are already waiting")
             self._waiting.append((request, time.monotonic()))
+            self._callers += driven_here
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name=f"scheduler-{self.name}", daemon=True)
                 self._thread.start()
                 _running.add(self)
             self._lock.notify()
+
+    def run_here(self, request: Request) -> None:
+        """Submit `request` and run the steps on this thread (for every row in the batch) until it has ended; the
+        loop's thread steps only while no caller does. Overloaded or SchedulerClosed as `submit` raises them."""
+        self.submit(request, driven_here=True)  # raises before counting this caller
+        try:
+            with self._driver, torch.inference_mode():
+                while not request.done:
+                    if not self._turn():
+                        with self._lock:
+                            if self._closed:
+                                break
+                            self._lock.wait(timeout=0.01)
+        finally:
+            with self._lock:
+                self._callers -= 1
+                self._lock.notify()
+        if not request.done:  # the scheduler was closed under it
+            request.finish(SchedulerClosed(f"{self.name}: the scheduler has stopped"))
 
     def wake(self) -> None:
         """Look at the requests again now (one has been cancelled)."""
@@ -240,17 +270,33 @@ class Scheduler:
                 with self._lock:
                     if self._closed:
                         break
-                    self._admit()
-                    if not self._rows and not self._prefills:
+                    if self._callers or (not self._rows and not self._prefills and not self._waiting):
                         self._lock.wait(timeout=1.0)
                         continue
-                drawn = 0
-                try:
-                    drawn = self._step()
-                except Exception as error:  # noqa: BLE001 - the batch as a whole failed; the loop goes on
-                    log.exception("%s: a decoding step failed; its requests get the error", self.name)
-                    self._fail_batch(error)
-                self._report(drawn)
+                with self._driver:
+                    self._turn()
+        with self._driver:
+            self._close_all()
+
+    def _turn(self) -> bool:
+        """With the driver held: admit what fits, then one step when there is anything to step. False when there was
+        nothing to do (or the scheduler is closed)."""
+        with self._lock:
+            if self._closed:
+                return False
+            self._admit()
+            if not self._rows and not self._prefills:
+                return False
+        drawn = 0
+        try:
+            drawn = self._step()
+        except Exception as error:  # noqa: BLE001 - the batch as a whole failed; the loop goes on
+            log.exception("%s: a decoding step failed; its requests get the error", self.name)
+            self._fail_batch(error)
+        self._report(drawn)
+        return True
+
+    def _close_all(self) -> None:
         closed = SchedulerClosed(f"{self.name}: the scheduler has stopped")
         self._fail_batch(closed)
         with self._lock:

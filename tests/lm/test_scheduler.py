@@ -250,3 +250,50 @@ def test_fill_holes_moves_rows_from_the_end_into_the_holes():
     assert fill_holes(3, {0, 1, 2}) == []
     keep = fill_holes(10, {0, 4, 5, 9})
     assert sorted(keep) == [1, 2, 3, 6, 7, 8] and all(old == new or new not in keep for new, old in enumerate(keep))
+
+
+def test_generate_runs_the_steps_on_its_own_thread_and_other_requests_ride_along(generator):
+    prompt, options = REQUESTS[1]
+    alone_stream = outcome(generator.generate(prompt, **options))
+    alone_generate = outcome(generator.generate("First", max_new_tokens=60, seed=5))
+    threads = []
+    generator.scheduler.on_step = lambda load, drawn: threads.append((threading.current_thread(), load.rows))
+    stream = generator.stream(prompt, **options)
+    next(stream)  # the loop's thread is stepping it
+    assert outcome(generator.generate("First", max_new_tokens=60, seed=5)) == alone_generate
+    during = [(thread, rows) for thread, rows in threads if thread is threading.current_thread()]
+    assert during and max(rows for _, rows in during) == 2  # this thread stepped both rows
+    list(stream)  # the loop's thread finishes the stream afterwards
+    assert outcome(stream.result) == alone_stream
+    assert threads[-1][0] is not threading.current_thread()
+
+
+def test_generate_from_several_threads_at_once(generator):
+    expected = [outcome(generator.generate(prompt, **options)) for prompt, options in REQUESTS]
+    results: dict[int, list] = {}
+
+    def run(index):
+        prompt, options = REQUESTS[index]
+        results[index] = outcome(generator.generate(prompt, **options))
+
+    callers = [threading.Thread(target=run, args=(i,)) for i in range(len(REQUESTS))]
+    for caller in callers:
+        caller.start()
+    for caller in callers:
+        caller.join(60)
+    assert [results.get(i) for i in range(len(REQUESTS))] == expected
+
+
+def test_a_refused_generate_leaves_the_loop_stepping(tmp_path, char_tokenizer):
+    save_model_dir(tmp_path / "m", tiny_model("lstm", char_tokenizer.vocab_size), char_tokenizer)
+    generator = load(tmp_path / "m", limits=SchedulerLimits(max_batch_size=1, max_queued=0))
+    try:
+        busy = generator.stream("A", max_new_tokens=100_000, seed=1)
+        next(busy)
+        with pytest.raises(Overloaded):
+            generator.generate("B", max_new_tokens=3)
+        for _ in range(20):  # still stepped by the loop's thread: the refused caller is not counted as driving
+            next(busy)
+        busy.close()
+    finally:
+        generator.close()
