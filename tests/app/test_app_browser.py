@@ -160,7 +160,9 @@ def test_copy_selects_the_text_when_the_clipboard_is_refused(server, page):
     shown = generate(server, page)
     page.click("#copy")
     page.locator("#copy", has_text="Selected").wait_for(timeout=5_000)
-    assert page.evaluate("window.getSelection().toString()") == shown
+    # the whole output is selected; Chromium's serialisation of a selection leaves out a final line break, which
+    # the sampled text sometimes ends with
+    assert page.evaluate("window.getSelection().toString()").rstrip("\n") == shown.rstrip("\n")
     assert page.problems == []
 
 
