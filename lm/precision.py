@@ -9,7 +9,6 @@ user's cache directory (`$SCRIPTORIUM_CACHE`, default `~/.cache/scriptorium`), n
 
 from __future__ import annotations
 
-import json
 import platform
 import time
 from collections.abc import Callable, Sequence
@@ -17,8 +16,7 @@ from pathlib import Path
 
 import torch
 
-from lm.atomic import atomic_write_text
-from lm.cache import cache_dir
+from lm.cache import cache_dir, read_measurements, record_measurements
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -159,7 +157,7 @@ class MatmulProbe:
             return f"{machine_key(device)}|{p}|{mode}|{shape}"
 
         if key(precision) not in self._memory:
-            stored = self._read().get(key(precision))
+            stored = read_measurements(self.path).get(key(precision))
             if isinstance(stored, (int, float)) and stored > 0:
                 self._memory[key(precision)] = float(stored)
             else:
@@ -169,24 +167,8 @@ class MatmulProbe:
                     self._memory[key(p)] = float(max(first[p], second[p]))
                 # two rounds that disagree mean a busy machine: use the figures now, measure again next time
                 if all(max(first[p], second[p]) <= _STABLE * min(first[p], second[p]) for p in wanted):
-                    self._write({key(p): self._memory[key(p)] for p in wanted})
+                    record_measurements(self.path, {key(p): self._memory[key(p)] for p in wanted})
         return self._memory[key(precision)]
-
-    def _read(self) -> dict[str, float]:
-        try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return {}
-        return data if isinstance(data, dict) else {}
-
-    def _write(self, figures: dict[str, float]) -> None:
-        data = self._read()
-        data.update(figures)
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(self.path, json.dumps(data, indent=1, sort_keys=True) + "\n")
-        except OSError:
-            pass  # a read-only home only costs a re-measurement next time
 
 
 _default_probe: MatmulProbe | None = None

@@ -22,8 +22,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from lm.atomic import atomic_write_text
-from lm.cache import cache_dir
+from lm.cache import cache_dir, read_measurements, record_measurements
 from lm.precision import machine_key
 
 CACHE_FILE = "step-trials.json"
@@ -80,7 +79,7 @@ class StepTrial:
             config) else repr(model)
         shape = f"{type(model).__name__} {hashlib.sha256(config.encode()).hexdigest()[:16]} {batch_size}x{min(seq_len, WINDOW)}"
         key = f"{machine_key(torch.device('cpu'))}|{shape}"
-        stored = self._read().get(key)
+        stored = read_measurements(self.path).get(key)
         if isinstance(stored, (int, float)) and stored > 0:
             return float(stored)
         first = self.measure(model, vocab_size, batch_size, seq_len)
@@ -88,21 +87,5 @@ class StepTrial:
         ratio = (first + second) / 2
         # two answers that disagree mean a busy machine: use this one, measure again next time
         if max(first, second) <= STABLE * min(first, second):
-            self._write(key, ratio)
+            record_measurements(self.path, {key: ratio})
         return ratio
-
-    def _read(self) -> dict[str, float]:
-        try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return {}
-        return data if isinstance(data, dict) else {}
-
-    def _write(self, key: str, ratio: float) -> None:
-        data = self._read()
-        data[key] = ratio
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(self.path, json.dumps(data, indent=1, sort_keys=True) + "\n")
-        except OSError:
-            pass  # a read-only home only costs a new trial next time
