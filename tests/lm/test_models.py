@@ -257,7 +257,7 @@ def test_config_from_dict_accepts_ints_for_floats():
 
 
 def test_kv_cache_keeps_the_last_window_across_slides_and_compaction():
-    from lm.models.gpt import KVCache
+    from lm.models.kv_cache import KVCache
 
     cache = KVCache(n_layer=1, context_length=4)
     seen = []

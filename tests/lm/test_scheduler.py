@@ -144,7 +144,8 @@ def test_requests_start_in_arrival_order_and_the_queue_has_limits(tmp_path, char
 
 def test_a_request_that_waits_too_long_is_refused(tmp_path, char_tokenizer):
     save_model_dir(tmp_path / "m", tiny_model("lstm", char_tokenizer.vocab_size), char_tokenizer)
-    generator = load(tmp_path / "m", limits=SchedulerLimits(max_batch_size=1, max_wait=0.05))
+    # half a second: time for the closed stream below to leave before "C" asks, on a busy machine too
+    generator = load(tmp_path / "m", limits=SchedulerLimits(max_batch_size=1, max_wait=0.5))
     try:
         busy = generator.stream("A", max_new_tokens=100_000)
         next(busy)
@@ -254,6 +255,9 @@ def test_fill_holes_moves_rows_from_the_end_into_the_holes():
 
 def test_generate_runs_the_steps_on_its_own_thread_and_other_requests_ride_along(generator):
     prompt, options = REQUESTS[1]
+    # long enough that the stream is still running when this thread's request has finished, however the two
+    # threads are scheduled before it joins
+    options = dict(options, max_new_tokens=200)
     alone_stream = outcome(generator.generate(prompt, **options))
     alone_generate = outcome(generator.generate("First", max_new_tokens=60, seed=5))
     threads = []
