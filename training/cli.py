@@ -98,7 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("evaluate", help="loss, perplexity, bits/char, calibration and diversity of a model",
                             description="Evaluate a model directory on a text.")
     p.add_argument("model_dir", metavar="MODEL_DIR")
-    p.add_argument("--data", required=True, help="file, directory or corpus name to evaluate on")
+    p.add_argument("--data", help="file, directory or corpus name to evaluate on (needed unless --custom-prompts "
+                                  "is given)")
     p.add_argument("--split", choices=("train", "valid", "test", "all"),
                    help="evaluate only this part (cut as in the model's training), or all three in one table; "
                         "default: the whole text")
@@ -127,13 +128,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dynamic-segment", type=_positive_int, metavar="TOKENS",
                    help="tokens per step (default: the GPT's half context, 32 for the LSTM)")
     p.add_argument("--quantize", choices=("int8",), help="evaluate with int8 linear layers, as QUANTIZE=int8 serves")
+    p.add_argument("--custom-prompts", metavar="FILE",
+                   help="also continue these prompts, one a line (a line break inside a prompt written \\n), and "
+                        "save the continuations with the figures (without --data: in "
+                        "MODEL_DIR/evaluations/prompts-<FILE name>.json)")
+    p.add_argument("--num-samples", type=_positive_int, default=1, help="continuations per custom prompt (default 1)")
+    _add_option(p, MAX_NEW_TOKENS)
+    for option in (TEMPERATURE, TOP_K, TOP_P):
+        _add_option(p, option)
+    _add_option(p, SEED, default=0)  # the continuations are saved to be repeated: a fixed seed unless told
     p.set_defaults(handler=cmd_evaluate)
 
     p = commands.add_parser("benchmark", help="compare models: completion, consistency, repetition, speed",
                             description="Benchmark one or more model directories side by side.")
     p.add_argument("model_dirs", nargs="+", metavar="MODEL_DIR")
     p.add_argument("--output", help="JSON file for the comparison")
-    p.add_argument("--new-tokens", type=_positive_int, default=64, help="tokens per generation (default 64)")
+    p.add_argument("--new-tokens", type=_positive_int,
+                   help="tokens per generation (default 64; with --benchmark-config, replaces the suite's "
+                        "sampling.max_new_tokens)")
+    p.add_argument("--benchmark-config", metavar="SUITE_YAML",
+                   help="run this suite instead (prompts with expected completions or keywords, and which "
+                        "measures to run; e.g. configs/benchmarks/shakespeare.yaml) and print one Markdown table")
     p.add_argument("--device", default="cpu")
     p.set_defaults(handler=cmd_benchmark)
 
@@ -222,31 +237,36 @@ def _is_main_process() -> bool:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from training.evaluation.dynamic_eval import DynamicOptions
-    from training.evaluation.evaluate import evaluate_model, evaluate_splits, format_table, result_file, write_json
+    from training.evaluation.evaluate import format_evaluation, run_evaluation, save_evaluation
+    from training.evaluation.prompts import PromptFileError, SamplingSettings, read_prompts
 
     if args.ensemble or args.ensemble_weights:
         return _evaluate_ensemble(args)
+    if not args.data and not args.custom_prompts:
+        raise UsageError("evaluate: give --data PATH, --custom-prompts FILE, or both")
     try:
         dynamic = DynamicOptions(lr=args.dynamic_lr, decay=args.dynamic_decay, segment=args.dynamic_segment,
                                  rule=args.dynamic_rule) if args.dynamic else None
     except ValueError as exc:
         raise UsageError(f"evaluate: {exc}") from None
-    if args.split == "all":
-        if dynamic:
-            raise UsageError("evaluate: --dynamic reads one text: give --split valid, test or train, or none")
-        result = evaluate_splits(args.model_dir, args.data, cleaner=args.cleaner, device=args.device,
-                                 samples=args.samples, plots_dir=args.plots, include=args.include,
-                                 exclude=args.exclude, quantize=args.quantize)
-    else:
-        result = evaluate_model(args.model_dir, args.data, split=args.split, cleaner=args.cleaner,
-                                device=args.device, samples=args.samples, plots_dir=args.plots,
-                                baselines=args.baselines, dynamic=dynamic, include=args.include,
-                                exclude=args.exclude, quantize=args.quantize)
+    if args.split == "all" and dynamic:
+        raise UsageError("evaluate: --dynamic reads one text: give --split valid, test or train, or none")
+    try:
+        prompts = read_prompts(args.custom_prompts) if args.custom_prompts else None
+    except PromptFileError as exc:
+        raise UsageError(f"evaluate: --custom-prompts: {exc}") from None
+    sampling = SamplingSettings(num_samples=args.num_samples, temperature=args.temperature,
+                                max_new_tokens=args.max_new_tokens, top_k=args.top_k, top_p=args.top_p,
+                                seed=args.seed)
+    result = run_evaluation(args.model_dir, args.data, args.split, prompts=prompts, prompts_source=args.custom_prompts,
+                            sampling=sampling, cleaner=args.cleaner, device=args.device, samples=args.samples,
+                            plots_dir=args.plots, baselines=args.baselines, dynamic=dynamic, include=args.include,
+                            exclude=args.exclude, quantize=args.quantize)
     result["command"] = "python -m training " + shlex.join(args.argv)
-    print(f"read {result['read']}", file=sys.stderr)
-    output = args.output or str(result_file(args.model_dir, result))
-    write_json(result, output)
-    print(format_table(result))
+    if "read" in result:
+        print(f"read {result['read']}", file=sys.stderr)
+    output = save_evaluation(result, args.model_dir, args.output)
+    print(format_evaluation(result))
     print(f"written to {output}")
     return 0
 
@@ -262,8 +282,11 @@ def _evaluate_ensemble(args: argparse.Namespace) -> int:
     if args.ensemble_weights is not None and len(args.ensemble_weights) != 1 + len(args.ensemble):
         raise UsageError(f"evaluate: --ensemble-weights: expected {1 + len(args.ensemble)} weights (MODEL_DIR's "
                          f"first), got {len(args.ensemble_weights)}")
+    if not args.data:
+        raise UsageError("evaluate: --ensemble scores a text: give --data PATH")
     unsupported = [flag for flag, given in (("--split all", args.split == "all"), ("--dynamic", args.dynamic),
-                                            ("--quantize", args.quantize), ("--plots", args.plots)) if given]
+                                            ("--quantize", args.quantize), ("--plots", args.plots),
+                                            ("--custom-prompts", args.custom_prompts)) if given]
     if unsupported:
         raise UsageError(f"evaluate: --ensemble scores one text with float weights; drop {unsupported[0]}")
     result = evaluate_ensemble([args.model_dir, *args.ensemble], args.data, split=args.split, cleaner=args.cleaner,
@@ -311,10 +334,25 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     from lm.atomic import atomic_write_text
     from training.evaluation.benchmark import benchmark_model, format_side_by_side
 
-    results = [benchmark_model(d, device=args.device, new_tokens=args.new_tokens) for d in args.model_dirs]
+    if args.benchmark_config:
+        return _benchmark_suite(args)
+    results = [benchmark_model(d, device=args.device, new_tokens=args.new_tokens or 64) for d in args.model_dirs]
     print(format_side_by_side(results))
     if args.output:
         atomic_write_text(args.output, json.dumps({"models": results}, indent=2) + "\n")
+        print(f"written to {args.output}")
+    return 0
+
+
+def _benchmark_suite(args: argparse.Namespace) -> int:
+    """`benchmark --benchmark-config SUITE`: the suite's measures on every model, one Markdown table."""
+    from training.evaluation.suites import BenchmarkSuite
+
+    suite = BenchmarkSuite.from_yaml(args.benchmark_config)  # a bad suite is refused before any model loads
+    result = suite.run(args.model_dirs, device=args.device, max_new_tokens=args.new_tokens)
+    print(result.markdown())
+    if args.output:
+        result.save(args.output)
         print(f"written to {args.output}")
     return 0
 

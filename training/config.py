@@ -141,19 +141,7 @@ _TOP_LEVEL = ("name", "description", "data", "model", "training")
 def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
     """Read a YAML config, apply `key.path=value` overrides, and validate everything."""
     source = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(source, "", "no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(source, "", f"cannot read: {exc}") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(source, "", f"invalid YAML{where}: {problem}") from None
+    raw = read_yaml(path)
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -161,6 +149,25 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
     for item in overrides or []:
         apply_override(raw, item, source)
     return config_from_dict(raw, source)
+
+
+def read_yaml(path: str | Path) -> Any:
+    """A YAML file's content (None for an empty file); ConfigError naming the file when it is missing, unreadable
+    or not YAML (with the line of the first problem)."""
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(source, "", "no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(source, "", f"cannot read: {exc}") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(source, "", f"invalid YAML{where}: {problem}") from None
 
 
 def apply_override(raw: dict[str, Any], item: str, source: str = "--set") -> None:

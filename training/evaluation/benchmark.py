@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 from lm import load
+from lm.generation import Generator
 from training.evaluation.metrics import distinct_n, repetition_rate
 
 PROMPTS = ("ROMEO:", "The king", "Once upon a time")
@@ -29,9 +30,9 @@ def _bigram_overlap(a: list[int], b: list[int]) -> float:
     return len(x & y) / len(x | y) if x | y else 1.0
 
 
-def benchmark_model(model_dir: str, device: str = "cpu", new_tokens: int = 64, seed: int = 0) -> dict[str, Any]:
-    generator = load(model_dir, device=device)
-    out: dict[str, Any] = {
+def model_summary(generator: Generator, model_dir: str) -> dict[str, Any]:
+    """What a comparison says about each model: its name, path, family, size, tokenizer and validation figure."""
+    return {
         "model": generator.name,
         "path": str(model_dir),
         "model_type": generator.model_type,
@@ -39,6 +40,11 @@ def benchmark_model(model_dir: str, device: str = "cpu", new_tokens: int = 64, s
         "tokenizer": generator.tokenizer.kind,
         "val_bits_per_char": (generator.config.get("metrics") or {}).get("val_bits_per_char"),
     }
+
+
+def benchmark_model(model_dir: str, device: str = "cpu", new_tokens: int = 64, seed: int = 0) -> dict[str, Any]:
+    generator = load(model_dir, device=device)
+    out = model_summary(generator, model_dir)
 
     completions = []
     for prompt in PROMPTS:
@@ -70,9 +76,17 @@ def benchmark_model(model_dir: str, device: str = "cpu", new_tokens: int = 64, s
         "distinct_2": distinct_n(sampled, 2),
     }
 
+    out["speed"] = generation_speed(generator, prompt, new_tokens, seed, BATCH_SIZES)
+    return out
+
+
+def generation_speed(generator: Generator, prompt: str, new_tokens: int, seed: int = 0,
+                     batch_sizes: tuple[int, ...] = BATCH_SIZES) -> dict[str, dict[str, float]]:
+    """Generated tokens per second, milliseconds per step and time to the first token of `new_tokens` sampled
+    tokens at each batch size (`num_return_sequences`), after a warm-up call."""
     speed = {}
     generator.generate(prompt, max_new_tokens=8, seed=seed)  # warm-up: first-call allocations
-    for batch in BATCH_SIZES:
+    for batch in batch_sizes:
         start = time.perf_counter()
         stream = generator.stream(prompt, max_new_tokens=new_tokens, seed=seed, num_return_sequences=batch,
                                   stop_at_eos=False)
@@ -87,8 +101,7 @@ def benchmark_model(model_dir: str, device: str = "cpu", new_tokens: int = 64, s
             "ms_per_step": 1000 * elapsed / max(1, new_tokens),
             "first_token_ms": 1000 * (first_token or elapsed),
         }
-    out["speed"] = speed
-    return out
+    return speed
 
 
 def format_side_by_side(results: list[dict[str, Any]]) -> str:

@@ -33,6 +33,7 @@ from training.evaluation.baselines import MAX_TRAIN_CHARS
 from training.evaluation.dynamic_eval import DynamicOptions, dynamic_figures, format_dynamic
 from training.evaluation.ladder import format_ladder, model_ladder
 from training.evaluation.metrics import TokenStats, distinct_n, repetition_rate
+from training.evaluation.prompts import SamplingSettings, continue_prompts, format_continuations
 
 SPLITS = ("train", "valid", "test")
 PROMPT_TEXT_CHARS = 4_000_000  # diversity prompts come from the first this many characters of the evaluated text
@@ -123,6 +124,54 @@ def evaluate_model(model_dir: str, data: str, split: str | None = None, cleaner:
     if with_ladder:  # the baselines learn from at most the last MAX_TRAIN_CHARS of the training text
         result["ladder"] = model_ladder(model_dir, loaded, train.read(last=MAX_TRAIN_CHARS), part.read(), ids, result)
     return result
+
+
+def run_evaluation(model_dir: str, data: str | None = None, split: str | None = None, *,
+                   prompts: list[str] | None = None, prompts_source: str | None = None,
+                   sampling: SamplingSettings | None = None, cleaner: str | None = None, device: str = "cpu",
+                   samples: int = 4, plots_dir: str | None = None, baselines: bool = True,
+                   dynamic: DynamicOptions | None = None, include: list[str] | None = None,
+                   exclude: list[str] | None = None, quantize: str | None = None) -> dict[str, Any]:
+    """What `python -m training evaluate` computes: the figures of `data` (one `split`, all three with
+    `split="all"`, or the whole text) and, with `prompts`, their continuations under `custom_prompts` (`sampling`:
+    how; `prompts_source`: the file they came from, recorded). With prompts only (no `data`), just those."""
+    if data is None and not prompts:
+        raise ValueError("nothing to evaluate: give a data set, prompts, or both")
+    if data is None:
+        result: dict[str, Any] = {"model": str(model_dir), **_quantized(quantize)}
+    elif split == "all":
+        if dynamic:
+            raise ValueError("dynamic evaluation reads one text: give the split valid, test or train, or none")
+        result = evaluate_splits(model_dir, data, cleaner=cleaner, device=device, samples=samples,
+                                 plots_dir=plots_dir, include=include, exclude=exclude, quantize=quantize)
+    else:
+        result = evaluate_model(model_dir, data, split=split, cleaner=cleaner, device=device, samples=samples,
+                                plots_dir=plots_dir, baselines=baselines, dynamic=dynamic, include=include,
+                                exclude=exclude, quantize=quantize)
+    if prompts:
+        generator = load(model_dir, device=device, quantize=quantize)
+        result["custom_prompts"] = continue_prompts(generator, prompts, sampling or SamplingSettings(),
+                                                    prompts_source)
+    return result
+
+
+def save_evaluation(result: dict[str, Any], model_dir: str | Path, output: str | Path | None = None) -> Path:
+    """Writes a `run_evaluation` result to `output`, or where it belongs in the model directory: `result_file`
+    for the figures of a data set, `prompts_file` for continuations alone. Returns the path written."""
+    if output is None:
+        has_figures = "source" in result
+        output = result_file(model_dir, result) if has_figures else prompts_file(
+            model_dir, result["custom_prompts"].get("file") or "prompts")
+    write_json(result, output)
+    return Path(output)
+
+
+def format_evaluation(result: dict[str, Any]) -> str:
+    """A `run_evaluation` result for a terminal: the table of figures, then the prompts' continuations."""
+    parts = [format_table(result)] if "source" in result else []
+    if result.get("custom_prompts"):
+        parts.append(format_continuations(result["custom_prompts"]))
+    return "\n\n".join(parts)
 
 
 def _load(model_dir: str, device: str, quantize: str | None) -> LoadedModel:
@@ -252,8 +301,7 @@ def result_file(model_dir: str | Path, result: dict[str, Any]) -> Path:
     figures of a different text."""
     folder = Path(model_dir) / EVALUATIONS_DIR
     source = result["source"].rstrip("/\\")
-    name = source if source in KNOWN_CORPORA else Path(source.removeprefix("hf:")).stem or "data"
-    name = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "data"
+    name = _file_name_part(source if source in KNOWN_CORPORA else Path(source.removeprefix("hf:")).stem, "data")
     if result.get("quantize"):
         name = f"{name}-{result['quantize']}"
     path = folder / f"{name}-{result['split']}.json"
@@ -264,3 +312,13 @@ def result_file(model_dir: str | Path, result: dict[str, Any]) -> Path:
     if recorded == result["text_hash"]:
         return path
     return folder / f"{name}-{hashlib.sha256(result['text_hash'].encode()).hexdigest()[:8]}-{result['split']}.json"
+
+
+def prompts_file(model_dir: str | Path, prompts_path: str | Path) -> Path:
+    """Where continuations of prompts evaluated without a data set go: evaluations/prompts-<file name>.json."""
+    return Path(model_dir) / EVALUATIONS_DIR / f"prompts-{_file_name_part(Path(prompts_path).stem, 'prompts')}.json"
+
+
+def _file_name_part(name: str, fallback: str) -> str:
+    """`name` with what a file name should not hold (spaces, slashes, ...) as dashes."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or fallback
