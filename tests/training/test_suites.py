@@ -165,3 +165,12 @@ def test_a_suite_across_two_models_gives_one_table(tmp_path, trained_gpt, random
         assert first["cases"] == second["cases"]
         assert {k: v for k, v in first["summary"].items() if k not in ("tokens_per_second", "speed")} == \
             {k: v for k, v in second["summary"].items() if k not in ("tokens_per_second", "speed")}
+
+
+def test_the_table_bolds_the_best_of_a_row_but_not_a_tie():
+    from training.evaluation.suites import _cells
+
+    assert _cells([0.5, 0.25, None], min) == ["0.500", "**0.250**", "-"]
+    assert _cells([0.5, 0.25], max) == ["**0.500**", "0.250"]
+    assert _cells([(1 / 3 + 2 / 3 + 1 / 3) / 3, (2 / 3 + 1 / 3 + 1 / 3) / 3], max) == ["0.444", "0.444"]  # a tie
+    assert _cells([1234.5, 99.0], max) == ["**1,234**", "99.000"]

@@ -249,7 +249,8 @@ class SuiteResult:
 
     def markdown(self) -> str:
         names = [m["model"] for m in self.models]
-        lines = [f"Suite {self.suite!r}: {len(self.cases)} cases, measures {', '.join(self.measures)}", "",
+        cases = f"{len(self.cases)} case{'s' if len(self.cases) != 1 else ''}"
+        lines = [f"Suite {self.suite!r}: {cases}, measures {', '.join(self.measures)}", "",
                  "| measure | " + " | ".join(_escaped(n) for n in names) + " |",
                  "| --- |" + " ---: |" * len(names)]
         lines += [f"| {_escaped(label)} | " + " | ".join(cells) + " |" for label, cells in self.rows()]
@@ -280,13 +281,14 @@ def _summary_rows(result: SuiteResult) -> list[tuple[str, str, Callable]]:
 
 
 def _cells(values: list[float | None], better: Callable) -> list[str]:
-    shown = [v for v in values if v is not None]
-    best = better(shown) if len(shown) > 1 and len(set(shown)) > 1 else None
-    cells = []
-    for value in values:
-        text = "-" if value is None else f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3f}"
-        cells.append(f"**{text}**" if value is not None and value == best else text)
-    return cells
+    """The values as shown; the best in bold, unless all that are shown look the same (0.583 and 0.583 are a tie,
+    whatever their last bits)."""
+    texts = ["-" if v is None else f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3f}" for v in values]
+    shown = [(v, t) for v, t in zip(values, texts) if v is not None]
+    if len({t for _, t in shown}) < 2:
+        return texts
+    best = better(shown, key=lambda pair: pair[0])[1]
+    return [f"**{t}**" if t == best else t for t in texts]
 
 
 def _escaped(text: str) -> str:
