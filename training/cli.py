@@ -136,7 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_option(p, MAX_NEW_TOKENS)
     for option in (TEMPERATURE, TOP_K, TOP_P):
         _add_option(p, option)
-    _add_option(p, SEED, default=0)  # the continuations are saved to be repeated: a fixed seed unless told
+    # the continuations are saved to be repeated: a fixed seed unless told
+    _add_option(p, SEED.narrowed(description="Random seed of the first custom prompt; prompt i uses seed + i, so "
+                                             "the same command gives the same continuations."), default=0)
     p.set_defaults(handler=cmd_evaluate)
 
     p = commands.add_parser("benchmark", help="compare models: completion, consistency, repetition, speed",
