@@ -23,7 +23,8 @@ from typing import Any
 from training.config import ConfigError
 from training.data.prepare import prepare_data
 from training.evaluation.evaluate import format_evaluation, run_evaluation, save_evaluation
-from training.evaluation.prompts import PromptFileError, SamplingSettings, read_prompts
+from training.evaluation.prompts import PromptFileError, read_prompts
+from training.evaluation.sampling import SamplingSettings, validated
 from training.evaluation.suites import BenchmarkSuite, SuiteResult
 
 __all__ = ["BenchmarkSuite", "ConfigError", "PromptFileError", "SamplingSettings", "SuiteResult", "evaluate_model",
@@ -57,8 +58,9 @@ def evaluate_model(model_dir: str | os.PathLike, data: str | os.PathLike | None 
         prompts = list(prompts)
         if not prompts or not all(isinstance(p, str) for p in prompts):
             raise ValueError("prompts: give a non-empty list of strings, or the path of a prompts file")
-    sampling = SamplingSettings(num_samples=num_samples, temperature=temperature, max_new_tokens=max_new_tokens,
-                                top_k=top_k, top_p=top_p, seed=seed)
+    sampling = validated(SamplingSettings, {"num_samples": num_samples, "temperature": temperature,
+                                            "max_new_tokens": max_new_tokens, "top_k": top_k, "top_p": top_p,
+                                            "seed": seed}, "evaluate_model")
     result = run_evaluation(str(model_dir), None if data is None else str(data), split, prompts=prompts,
                             prompts_source=source, sampling=sampling, **options)
     if save:

@@ -240,7 +240,8 @@ def _is_main_process() -> bool:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from training.evaluation.dynamic_eval import DynamicOptions
     from training.evaluation.evaluate import format_evaluation, run_evaluation, save_evaluation
-    from training.evaluation.prompts import PromptFileError, SamplingSettings, read_prompts
+    from training.evaluation.prompts import PromptFileError, read_prompts
+    from training.evaluation.sampling import SamplingSettings, validated
 
     if args.ensemble or args.ensemble_weights:
         return _evaluate_ensemble(args)
@@ -253,13 +254,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise UsageError(f"evaluate: {exc}") from None
     if args.split == "all" and dynamic:
         raise UsageError("evaluate: --dynamic reads one text: give --split valid, test or train, or none")
+    sampling = validated(SamplingSettings, {"num_samples": args.num_samples, "temperature": args.temperature,
+                                            "max_new_tokens": args.max_new_tokens, "top_k": args.top_k,
+                                            "top_p": args.top_p, "seed": args.seed}, "evaluate --custom-prompts")
     try:
         prompts = read_prompts(args.custom_prompts) if args.custom_prompts else None
     except PromptFileError as exc:
         raise UsageError(f"evaluate: --custom-prompts: {exc}") from None
-    sampling = SamplingSettings(num_samples=args.num_samples, temperature=args.temperature,
-                                max_new_tokens=args.max_new_tokens, top_k=args.top_k, top_p=args.top_p,
-                                seed=args.seed)
     result = run_evaluation(args.model_dir, args.data, args.split, prompts=prompts, prompts_source=args.custom_prompts,
                             sampling=sampling, cleaner=args.cleaner, device=args.device, samples=args.samples,
                             plots_dir=args.plots, baselines=args.baselines, dynamic=dynamic, include=args.include,

@@ -12,7 +12,9 @@ import pytest
 
 from training.card import render_card
 from training.cli import EXIT_USAGE, main
-from training.evaluation.prompts import PromptFileError, SamplingSettings, read_prompts, unescape
+from training.config import ConfigError
+from training.evaluation.prompts import PromptFileError, read_prompts, unescape
+from training.evaluation.sampling import SamplingSettings, validated
 
 TEXT = "".join(f"ANNA:\nThe old king fears the river {i}.\n\n" for i in range(60))
 
@@ -61,12 +63,17 @@ def test_evaluate_needs_data_or_prompts_and_the_ensemble_takes_no_prompts(tmp_pa
     assert "argument --temperature: must be 0 or in [0.001, 100], got -1.0" in capsys.readouterr().err
 
 
-def test_sampling_settings_are_checked_by_the_option_definitions():
-    with pytest.raises(ValueError, match="top_p must be in"):
-        SamplingSettings(top_p=0)
-    with pytest.raises(ValueError, match="num_samples must be an integer >= 1"):
-        SamplingSettings(num_samples=0)
+def test_sampling_settings_are_checked_by_the_option_definitions(trained_gpt, capsys):
+    with pytest.raises(ConfigError, match=re.escape("x: top_p: must be in (0, 1], got 0")):
+        validated(SamplingSettings, {"top_p": 0}, "x")
+    with pytest.raises(ConfigError, match="x: num_samples: Input should be less than or equal to 64"):
+        validated(SamplingSettings, {"num_samples": 65}, "x")
+    with pytest.raises(ConfigError, match="x: temp: unknown field; allowed: num_samples, max_new_tokens, "):
+        validated(SamplingSettings, {"temp": 1}, "x")
     assert SamplingSettings(seed=2**63 - 1).seed_for(1) == 0  # wraps inside the seed's bounds
+    assert main(["evaluate", str(trained_gpt), "--custom-prompts", "p.txt", "--num-samples", "100"]) == EXIT_USAGE
+    assert capsys.readouterr().err == ("error: evaluate --custom-prompts: num_samples: Input should be less than or "
+                                       "equal to 64\n")
 
 
 @pytest.mark.slow

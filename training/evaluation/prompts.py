@@ -9,17 +9,15 @@ settings repeats exactly.
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from lm.generation import Generator
-from lm.options import MAX_NEW_TOKENS, SEED, TEMPERATURE, TOP_K, TOP_P
 from training.data.sources import PROBE_BYTES, not_text
+from training.evaluation.sampling import SamplingSettings
 
 _ESCAPES = {"n": "\n", "t": "\t", "\\": "\\"}
 _ESCAPE = re.compile(r"\\(.)")
-SEED_LIMIT = 2**63  # seeds are below this (lm.options.SEED); seed + i wraps around it
 
 
 class PromptFileError(ValueError):
@@ -53,36 +51,6 @@ def read_prompts(path: str | Path) -> list[str]:
     return prompts
 
 
-@dataclass(frozen=True)
-class SamplingSettings:
-    """How each prompt is continued: the generation options of `python -m training generate`, checked by their
-    definitions in lm.options, and how many continuations per prompt."""
-
-    num_samples: int = 1
-    temperature: float = TEMPERATURE.default
-    max_new_tokens: int = MAX_NEW_TOKENS.default
-    top_k: int = TOP_K.default
-    top_p: float = TOP_P.default
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if isinstance(self.num_samples, bool) or not isinstance(self.num_samples, int) or self.num_samples < 1:
-            raise ValueError(f"num_samples must be an integer >= 1, got {self.num_samples!r}")
-        for option in (TEMPERATURE, MAX_NEW_TOKENS, TOP_K, TOP_P, SEED):
-            option.check(getattr(self, option.name))
-        if self.seed is None:
-            raise ValueError("seed must be given (continuations are saved to be repeated)")
-
-    def seed_for(self, index: int) -> int:
-        """The seed of the `index`-th prompt (or case)."""
-        return (self.seed + index) % SEED_LIMIT
-
-    def options(self, index: int) -> dict[str, Any]:
-        """`Generator.generate`'s options for the `index`-th prompt."""
-        return {"max_new_tokens": self.max_new_tokens, "temperature": self.temperature, "top_k": self.top_k,
-                "top_p": self.top_p, "seed": self.seed_for(index), "num_return_sequences": self.num_samples}
-
-
 def continue_prompts(generator: Generator, prompts: list[str], settings: SamplingSettings,
                      source: str | None = None) -> dict[str, Any]:
     """Each prompt with its `settings.num_samples` continuations (text and finish reason), and the settings, as
@@ -93,7 +61,7 @@ def continue_prompts(generator: Generator, prompts: list[str], settings: Samplin
         results.append({"prompt": prompt, "seed": result.seed,
                         "continuations": [{"text": c.text, "finish_reason": c.finish_reason, "tokens": len(c.tokens)}
                                           for c in result.choices]})
-    return {"file": source, **asdict(settings), "prompts": results}
+    return {"file": source, **settings.model_dump(), "prompts": results}
 
 
 def format_continuations(custom: dict[str, Any]) -> str:

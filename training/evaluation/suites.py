@@ -23,21 +23,20 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from lm import load
 from lm.atomic import atomic_write_text
 from lm.generation import Generator
-from lm.checks import OptionError
-from lm.options import MAX_NEW_TOKENS, SEED, TEMPERATURE, TOP_K, TOP_P, Option
+from lm.options import MAX_NEW_TOKENS, TEMPERATURE
 from training.config import ConfigError, read_yaml
 from training.evaluation.benchmark import generation_speed, model_summary
 from training.evaluation.metrics import distinct_n, repetition_rate
-from training.evaluation.prompts import SamplingSettings
+from training.evaluation.sampling import MAX_SAMPLES, SamplingSettings, by_definition, validated
 
 Measure = Literal["exact_match", "prefix_match", "expected_logprob", "keyword_hits", "repetition", "speed"]
 MEASURES: tuple[str, ...] = get_args(Measure)
@@ -46,28 +45,13 @@ NEEDS_KEYWORDS = ("keyword_hits",)
 GREEDY_SLACK_TOKENS = 8  # greedy tokens beyond the expected completion's own count (another tokenization of it)
 
 
-def _checked(option: Option) -> Any:
-    """A field checked by the generation option's own definition (its bounds and message)."""
-    return BeforeValidator(option.check)
+class Sampling(SamplingSettings):
+    """How a suite's sampled measures (keyword_hits, repetition, speed) generate: more samples, shorter and a
+    little cooler than `evaluate --custom-prompts` by default."""
 
-
-class Sampling(BaseModel):
-    """How the sampled measures (keyword_hits, repetition, speed) generate: `python -m training generate`'s
-    options, and continuations per case."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    num_samples: int = Field(4, ge=1, le=64)
-    max_new_tokens: Annotated[int, _checked(MAX_NEW_TOKENS), Field(ge=1)] = 64
-    temperature: Annotated[float, _checked(TEMPERATURE)] = 0.8
-    top_k: Annotated[int, _checked(TOP_K)] = TOP_K.default
-    top_p: Annotated[float, _checked(TOP_P)] = TOP_P.default
-    seed: Annotated[int, _checked(SEED), Field(ge=0)] = 0
-
-    def settings(self, max_new_tokens: int | None = None) -> SamplingSettings:
-        return SamplingSettings(num_samples=self.num_samples, temperature=self.temperature,
-                                max_new_tokens=max_new_tokens or self.max_new_tokens, top_k=self.top_k,
-                                top_p=self.top_p, seed=self.seed)
+    num_samples: int = Field(4, ge=1, le=MAX_SAMPLES)
+    max_new_tokens: Annotated[int, by_definition(MAX_NEW_TOKENS), Field(ge=1)] = 64
+    temperature: Annotated[float, by_definition(TEMPERATURE)] = 0.8
 
 
 class Case(BaseModel):
@@ -121,11 +105,7 @@ class BenchmarkSuite(BaseModel):
     def from_dict(cls, raw: Any, source: str = "<suite>") -> BenchmarkSuite:
         if not isinstance(raw, dict):
             raise ConfigError(source, "", "expected a mapping with name, cases and optionally measures and sampling")
-        try:
-            return cls.model_validate(raw)
-        except ValidationError as error:
-            problem = error.errors()[0]
-            raise ConfigError(source, _field_path(problem["loc"]), _problem_text(problem)) from None
+        return validated(cls, raw, source)
 
     def chosen_measures(self) -> list[str]:
         """`measures` as given, or every measure the cases make possible, in the order of MEASURES."""
@@ -144,10 +124,11 @@ class BenchmarkSuite(BaseModel):
         """Every measure on every model (`max_new_tokens` replaces `sampling.max_new_tokens`)."""
         if not model_dirs:
             raise ValueError("a suite runs on at least one model directory")
-        settings = self.sampling.settings(max_new_tokens)
+        settings = self.sampling if max_new_tokens is None else self.sampling.model_copy(
+            update={"max_new_tokens": MAX_NEW_TOKENS.check(max_new_tokens)})
         models = [self.run_model(load(d, device=device), str(d), settings) for d in model_dirs]
         return SuiteResult(self.name, self.description, self.chosen_measures(), self.case_names(),
-                           asdict(settings), models)
+                           settings.model_dump(), models)
 
     def run_model(self, generator: Generator, model_dir: str, settings: SamplingSettings) -> dict[str, Any]:
         """One model's figures: per case and their means (`summary`)."""
@@ -159,7 +140,7 @@ class BenchmarkSuite(BaseModel):
                 figures.update(_greedy_match(generator, case.prompt, case.expected, measures))
             if case.expected is not None and "expected_logprob" in measures:
                 figures.update(_expected_logprob(generator, case.prompt, case.expected))
-            if {"keyword_hits", "repetition"} & set(measures):
+            if "repetition" in measures or (case.keywords and "keyword_hits" in measures):
                 result = generator.generate(case.prompt, **settings.options(i), stop_at_eos=False)
                 texts = [choice.text for choice in result.choices]
                 sampled_ids += [[event.id for event in choice.tokens] for choice in result.choices]
@@ -293,38 +274,3 @@ def _cells(values: list[float | None], better: Callable) -> list[str]:
 
 def _escaped(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
-
-
-def _field_path(loc: tuple) -> str:
-    """pydantic's location as the suite writes it: cases[2].keywords[0]."""
-    path = ""
-    for part in loc:
-        if isinstance(part, int):
-            path += f"[{part}]"
-        elif not str(part).startswith(("function-", "constrained-")):  # pydantic's names for validator steps
-            path += ("." if path else "") + str(part)
-    return path
-
-
-def _problem_text(problem: dict[str, Any]) -> str:
-    cause = (problem.get("ctx") or {}).get("error")
-    if problem["type"] == "extra_forbidden":
-        return "unknown field" + _allowed(problem["loc"])
-    if problem["type"] == "missing":
-        return "missing (required)"
-    if isinstance(cause, OptionError):
-        return cause.problem
-    if isinstance(cause, ValueError) and str(cause):
-        return str(cause)
-    return problem["msg"]
-
-
-def _allowed(loc: tuple) -> str:
-    """The fields allowed where an unknown one was found."""
-    model: type[BaseModel] = BenchmarkSuite
-    for part in loc[:-1]:
-        if part == "cases":
-            model = Case
-        elif part == "sampling":
-            model = Sampling
-    return f"; allowed: {', '.join(model.model_fields)}"
