@@ -150,8 +150,11 @@ def run_evaluation(model_dir: str, data: str | None = None, split: str | None = 
                                 exclude=exclude, quantize=quantize)
     if prompts:
         generator = load(model_dir, device=device, quantize=quantize)
-        result["custom_prompts"] = continue_prompts(generator, prompts, sampling or SamplingSettings(),
-                                                    prompts_source)
+        try:
+            result["custom_prompts"] = continue_prompts(generator, prompts, sampling or SamplingSettings(),
+                                                        prompts_source)
+        finally:
+            generator.close()
     return result
 
 

@@ -21,7 +21,6 @@ so a suite gives the same figures every run (speed apart).
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,7 +125,13 @@ class BenchmarkSuite(BaseModel):
             raise ValueError("a suite runs on at least one model directory")
         settings = self.sampling if max_new_tokens is None else self.sampling.model_copy(
             update={"max_new_tokens": MAX_NEW_TOKENS.check(max_new_tokens)})
-        models = [self.run_model(load(d, device=device), str(d), settings) for d in model_dirs]
+        models = []
+        for model_dir in model_dirs:  # one model in memory at a time
+            generator = load(model_dir, device=device)
+            try:
+                models.append(self.run_model(generator, str(model_dir), settings))
+            finally:
+                generator.close()
         return SuiteResult(self.name, self.description, self.chosen_measures(), self.case_names(),
                            settings.model_dump(), models)
 
