@@ -24,6 +24,8 @@ def test_a_prompts_file_is_one_prompt_a_line_with_escapes(tmp_path):
     path.write_text("ANNA:\\n\n\n   \nBORIS:\\nThe cat \\\\n is \\t here \nC:\\d\n", encoding="utf-8")
     assert read_prompts(path) == ["ANNA:\n", "BORIS:\nThe cat \\n is \t here ", "C:\\d"]
     assert unescape("a\\\\\\nb") == "a\\\nb"
+    path.write_bytes("\ufeffROMEO:\r\nJULIET:\r\n".encode("utf-8"))  # as Notepad saves it
+    assert read_prompts(path) == ["ROMEO:", "JULIET:"]
 
 
 @pytest.mark.parametrize("content, problem", [

@@ -41,7 +41,7 @@ def read_prompts(path: str | Path) -> list[str]:
         raise PromptFileError(f"prompts file {path}: not UTF-8 text ({reason} in its first {PROBE_BYTES // 1024} "
                               "KB); write one prompt a line")
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_text(encoding="utf-8-sig").splitlines()  # a BOM (Notepad writes one) is no prompt
     except (OSError, UnicodeDecodeError) as exc:
         raise PromptFileError(f"prompts file {path}: cannot read it ({exc})") from None
     prompts = [unescape(line) for line in lines if line.strip()]
