@@ -5,7 +5,8 @@ the GPT in windows of its context with a stride of half the context, so every to
 least half a context before it. `bits_per_char` = loss x tokens / (characters x ln 2), with the characters of the
 evaluated text, so char, word and BPE models compare on the same scale. `--split all` scores the train, validation
 and test parts one after the other into one table (`splits` in the JSON); a part that the model's split fractions
-leave empty is reported as empty.
+leave empty is reported as empty. `run_evaluation` is the whole command: these figures and, with
+`--custom-prompts`, the continuations of the user's prompts beside them (prompts.py).
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ from training.evaluation.baselines import MAX_TRAIN_CHARS
 from training.evaluation.dynamic_eval import DynamicOptions, dynamic_figures, format_dynamic
 from training.evaluation.ladder import format_ladder, model_ladder
 from training.evaluation.metrics import TokenStats, distinct_n, repetition_rate
-from training.evaluation.prompts import SamplingSettings, continue_prompts, format_continuations
+from training.evaluation.prompts import continue_prompts, format_continuations
+from training.evaluation.sampling import SamplingSettings
 
 SPLITS = ("train", "valid", "test")
 PROMPT_TEXT_CHARS = 4_000_000  # diversity prompts come from the first this many characters of the evaluated text
