@@ -1,4 +1,5 @@
-"""`python -m training <command>`: train, evaluate, benchmark, prepare-data, train-tokenizer, generate, card, export.
+"""`python -m training <command>`: train, sweep, evaluate, benchmark, prepare-data, train-tokenizer, generate, card,
+export.
 
 Bad input is one line on stderr and a non-zero exit status, never a traceback: 2 for usage and configuration
 errors, 1 for everything else that goes wrong (data, checkpoints, a diverged run), 130 after Ctrl-C.
@@ -94,6 +95,39 @@ def build_parser() -> argparse.ArgumentParser:
                         "with a busy machine)")
     p.add_argument("--quiet", action="store_true", help="no progress bar, no lines about the data read")
     p.set_defaults(handler=cmd_train)
+
+    p = commands.add_parser("sweep", help="train one config over a grid or random ranges of its keys; compare",
+                            description="Hyperparameter sweep: a training run per trial in OUTPUT/trial-NNN, each "
+                                        "with --trial-time of training, scored on the validation split; a table "
+                                        "(results.md, results.csv) with the best marked and validation_curves.png.")
+    p.add_argument("--config", required=True, help="YAML preset every trial starts from")
+    p.add_argument("--data", help="data source replacing data.source: a file, a directory, or a corpus name")
+    _add_file_choice(p, "replaces data.include; default *.txt")
+    p.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
+                   help="values to try for a config key, e.g. --grid training.lr=1e-3,3e-3 (repeatable: every "
+                        "combination is a trial)")
+    p.add_argument("--random", type=_positive_int, metavar="N", help="N random draws of the --range keys (at every "
+                                                                     "grid point)")
+    p.add_argument("--range", action="append", default=[], metavar="KEY=LOW:HIGH[:log]",
+                   help="a span to draw from, uniform or log-uniform, e.g. --range training.lr=1e-4:1e-2:log; whole "
+                        "numbers for an integer key (repeatable; needs --random)")
+    p.add_argument("--seed", type=_argument(partial(checks.integer_from, "value", minimum=0)), default=0,
+                   help="seed of the random draws (default 0): the same seed draws the same trials")
+    p.add_argument("--trial-time", required=True, type=duration_argument, metavar="DURATION",
+                   help="training time of each trial: seconds or 90s, 5m, 1h (at least 10 s); the config's "
+                        "training.max_steps still ends a trial first if reached")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="fix a config key for every trial, e.g. --set training.max_steps=100000 (repeatable)")
+    p.add_argument("--output", help="sweep folder to write (default: sweeps/<preset name>)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the sweep in OUTPUT: skip finished trials, resume an interrupted one")
+    p.add_argument("--promote", metavar="DIR", help="copy the best trial's model directory to DIR at the end")
+    p.add_argument("--force", action="store_true", help="with --promote: replace DIR even if it is not empty")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"),
+                   help="auto and cuda run one trial per GPU at a time when several are visible")
+    p.add_argument("--threads", type=_positive_int, help="CPU threads for torch, replaces training.threads")
+    p.add_argument("--quiet", action="store_true", help="no progress bars, no lines about the trials")
+    p.set_defaults(handler=cmd_sweep)
 
     p = commands.add_parser("evaluate", help="loss, perplexity, bits/char, calibration and diversity of a model",
                             description="Evaluate a model directory on a text.")
@@ -214,10 +248,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from training.config import load_config
     from training.trainer import RunOptions, train
 
-    overrides = list(args.set) + ([f"training.threads={args.threads}"] if args.threads else [])
-    overrides += [f"data.{key}={json.dumps(patterns)}" for key, patterns in
-                  (("include", args.include), ("exclude", args.exclude)) if patterns]
-    config = load_config(args.config, overrides)
+    config = load_config(args.config, _overrides(args))
     output = Path(args.output) if args.output else Path("runs") / (config.name or Path(args.config).stem)
     command = "python -m training " + shlex.join(args.argv)
     options = RunOptions(output=output, data=args.data, max_steps=args.max_steps, max_time=args.max_time,
@@ -228,6 +259,62 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"{output}: {result.steps} steps ({result.stop_reason}), best validation loss "
               f"{result.best_val_loss:.4f} nats/token = {result.val_bits_per_char:.4f} bits/char "
               f"(unigram baseline {result.unigram_val_loss:.4f})")
+    return 0
+
+
+def _overrides(args: argparse.Namespace) -> list[str]:
+    """The config overrides of a command line: --set, then --threads, --include and --exclude as keys."""
+    overrides = list(args.set) + ([f"training.threads={args.threads}"] if args.threads else [])
+    return overrides + [f"data.{key}={json.dumps(patterns)}" for key, patterns in
+                        (("include", args.include), ("exclude", args.exclude)) if patterns]
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from training.config import read_config_mapping
+    from training.data.corpus import load_corpus
+    from training.sweep.manifest import SweepPlan, Trial, check_output, trial_names
+    from training.sweep.report import (CSV_FILE, CURVES_FILE, TABLE_FILE, best_trial, check_promote_target,
+                                       markdown_table, promote, rows)
+    from training.sweep.runner import MIN_TRIAL_SECONDS, run_sweep
+    from training.sweep.space import parse_space, trial_config, trial_configs
+
+    # everything is checked before anything is written: the options, every trial's config, the folders, the data
+    if args.trial_time < MIN_TRIAL_SECONDS:
+        raise UsageError(f"sweep: --trial-time {args.trial_time:g} s is too short to compare settings; give at "
+                         f"least {MIN_TRIAL_SECONDS:g} s (e.g. 5m)")
+    if args.force and not args.promote:
+        raise UsageError("sweep: --force replaces a non-empty --promote folder; it needs --promote DIR")
+    overrides = _overrides(args)
+    raw = read_config_mapping(args.config)
+    base = trial_config(raw, overrides, {}, args.config)
+    space = parse_space(base, args.grid, args.range, args.random, args.seed)
+    configs = trial_configs(raw, overrides, space, args.config)
+    trials = [Trial(name, settings) for name, (settings, _) in zip(trial_names(len(configs)), configs)]
+    output = Path(args.output) if args.output else Path("sweeps") / (base.name or Path(args.config).stem)
+    identity = {"config": base.to_dict(), "data": args.data, "space": space.to_json(), "trial_time": args.trial_time}
+    plan = SweepPlan(output, args.config, args.data, overrides, args.trial_time, identity, trials,
+                     "python -m training " + shlex.join(args.argv))
+    check_output(plan, args.resume)
+    if args.promote:
+        check_promote_target(Path(args.promote), args.force)
+    corpus = load_corpus(base.data, args.data, seed=base.training.seed)
+    corpus.check_not_empty()
+    if not args.quiet:
+        print(f"sweep of {len(trials)} trials, {args.trial_time:g} s of training each, into {output}",
+              file=sys.stderr)
+
+    results = run_sweep(plan, device=args.device, progress=not args.quiet,
+                        log=(lambda line: None) if args.quiet else partial(print, file=sys.stderr))
+    print(markdown_table(rows(plan, results)))
+    best = best_trial(plan, results)
+    if best is None:
+        raise ValueError(f"{output}: no trial finished with a validation figure (see the table)")
+    print(f"best: {best.name} ({best.describe()}): {results[best.name]['nats_per_char']:.4f} nats/char = "
+          f"{results[best.name]['bits_per_char']:.4f} bits/char")
+    print(f"written to {output / TABLE_FILE}, {output / CSV_FILE}, {output / CURVES_FILE}")
+    if args.promote:
+        promote(plan.trial_dir(best), Path(args.promote))
+        print(f"promoted {best.name} to {args.promote}")
     return 0
 
 

@@ -140,15 +140,22 @@ _TOP_LEVEL = ("name", "description", "data", "model", "training")
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
     """Read a YAML config, apply `key.path=value` overrides, and validate everything."""
+    raw = read_config_mapping(path)
+    for item in overrides or []:
+        apply_override(raw, item, str(path))
+    return config_from_dict(raw, str(path))
+
+
+def read_config_mapping(path: str | Path) -> dict[str, Any]:
+    """A YAML config file as its raw mapping, before overrides and validation (a sweep applies each trial's
+    overrides to a copy)."""
     source = str(path)
     raw = read_yaml(path)
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError(source, "", "expected a mapping with data, model and training sections")
-    for item in overrides or []:
-        apply_override(raw, item, source)
-    return config_from_dict(raw, source)
+    return raw
 
 
 def read_yaml(path: str | Path) -> Any:
@@ -347,3 +354,30 @@ def validate(config: Config) -> None:
         check_training(config.model_type, dataclasses.asdict(t), model_config)
     except OptionError as error:
         raise ConfigError(src, f"training.{error.option}", error.problem) from None
+
+
+def number_kind(config: Config, key: str) -> type | None:
+    """`int` or `float` for a numeric key of `config` (`training.lr`, `model.n_layer`, `data.vocab_size`), None for
+    a key of any other kind; ConfigError for a key that does not exist. What a sweep's `--range` may span."""
+    section, _, name = key.partition(".")
+    if section == "model" and name and "." not in name:
+        from lm.models import family_named
+
+        fields = {f.name: f.type for f in dataclasses.fields(family_named(config.model_type).config_class)}
+        if name not in fields or name == "vocab_size":
+            allowed = ", ".join(f for f in fields if f != "vocab_size")
+            raise ConfigError(config.source, key, f"unknown {config.model_type} option; allowed: {allowed}")
+        # annotations are strings under `from __future__ import annotations`: "int", "float | None"
+        kinds = {part.strip() for part in str(fields[name]).split("|")} - {"None"}
+        return {"int": int, "float": float}.get(kinds.pop()) if len(kinds) == 1 else None
+    if section in _SECTIONS and name and "." not in name:
+        hints = typing.get_type_hints(_SECTIONS[section])
+        if name not in hints:
+            names = ", ".join(f.name for f in dataclasses.fields(_SECTIONS[section]))
+            raise ConfigError(config.source, key, f"unknown key; allowed: {names}")
+        expected = hints[name]
+        if typing.get_origin(expected) in (Union, types.UnionType):
+            options = [t for t in typing.get_args(expected) if t is not type(None)]
+            expected = options[0] if len(options) == 1 else None
+        return float if expected is Seconds else expected if expected in (int, float) else None
+    raise ConfigError(config.source, key, "expected section.key with a section among data, model, training")

@@ -79,3 +79,22 @@ def confidence_histogram(top_prob: np.ndarray, path: Path) -> None:
     ax.set_xlabel("probability of the most likely next token")
     ax.set_ylabel("tokens")
     _save(fig, path)
+
+
+def sweep_curves(curves: dict[str, list[tuple[float, float]]], path: Path, best: str | None = None,
+                 title: str = "") -> None:
+    """Validation nats/char against training time (seconds), one line per trial of a sweep; the best drawn bold."""
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for label, points in curves.items():
+        if not points:
+            continue
+        is_best = label == best
+        ax.plot(*zip(*points), marker="o", markersize=3, linewidth=2.5 if is_best else 1,
+                alpha=1.0 if is_best else 0.7, label=f"{label} (best)" if is_best else label, zorder=3 if is_best else 2)
+    ax.set_xlabel("training time (s)")
+    ax.set_ylabel("validation loss (nats/char)")
+    ax.set_title(title or "sweep: validation curves")
+    ax.grid(alpha=0.3)
+    if any(curves.values()):
+        ax.legend(fontsize="small", loc="upper right", ncol=2 if len(curves) > 8 else 1)
+    _save(fig, path)
