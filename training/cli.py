@@ -270,13 +270,12 @@ def _overrides(args: argparse.Namespace) -> list[str]:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from training.config import read_config_mapping
+    from training.config import load_config
     from training.data.corpus import load_corpus
-    from training.sweep.manifest import SweepPlan, Trial, check_output, trial_names
+    from training.sweep.manifest import check_output, plan_sweep
     from training.sweep.report import (CSV_FILE, CURVES_FILE, TABLE_FILE, best_trial, check_promote_target,
                                        markdown_table, promote, rows)
     from training.sweep.runner import MIN_TRIAL_SECONDS, run_sweep
-    from training.sweep.space import parse_space, trial_config, trial_configs
 
     # everything is checked before anything is written: the options, every trial's config, the folders, the data
     if args.trial_time < MIN_TRIAL_SECONDS:
@@ -284,21 +283,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                          f"least {MIN_TRIAL_SECONDS:g} s (e.g. 5m)")
     if args.force and not args.promote:
         raise UsageError("sweep: --force replaces a non-empty --promote folder; it needs --promote DIR")
-    overrides = _overrides(args)
-    raw = read_config_mapping(args.config)
-    base = trial_config(raw, overrides, {}, args.config)
-    space = parse_space(base, args.grid, args.range, args.random, args.seed)
-    configs = trial_configs(raw, overrides, space, args.config)
-    trials = [Trial(name, settings) for name, (settings, _) in zip(trial_names(len(configs)), configs)]
-    output = Path(args.output) if args.output else Path("sweeps") / (base.name or Path(args.config).stem)
-    identity = {"config": base.to_dict(), "data": args.data, "space": space.to_json(), "trial_time": args.trial_time}
-    plan = SweepPlan(output, args.config, args.data, overrides, args.trial_time, identity, trials,
-                     "python -m training " + shlex.join(args.argv))
+    plan = plan_sweep(args.config, _overrides(args), args.grid, args.range, args.random, args.seed, args.trial_time,
+                      data=args.data, output=args.output, command="python -m training " + shlex.join(args.argv))
+    output, trials = plan.output, plan.trials
     check_output(plan, args.resume)
     if args.promote:
         check_promote_target(Path(args.promote), args.force)
-    corpus = load_corpus(base.data, args.data, seed=base.training.seed)
-    corpus.check_not_empty()
+    base = load_config(args.config, plan.overrides)
+    load_corpus(base.data, args.data, seed=base.training.seed).check_not_empty()
     if not args.quiet:
         print(f"sweep of {len(trials)} trials, {args.trial_time:g} s of training each, into {output}",
               file=sys.stderr)

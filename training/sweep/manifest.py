@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from lm.atomic import atomic_write_text
-from training.config import ConfigError
+from training.config import ConfigError, read_config_mapping
+from training.sweep.space import parse_space, trial_config, trial_configs
 
 MANIFEST_FILE = "sweep.json"
 RESULT_FILE = "sweep_result.json"
@@ -60,6 +61,21 @@ class SweepPlan:
         return cls(Path(output), raw["config_file"], raw["data"], raw["set"],
                    float(raw["trial_time"]), raw["identity"],
                    [Trial(t["name"], dict(t["settings"])) for t in raw["trials"]], raw.get("command", ""))
+
+
+def plan_sweep(config_file: str, overrides: list[str], grid: list[str], ranges: list[str], draws: int | None,
+               seed: int, trial_time: float, data: str | None = None, output: str | Path | None = None,
+               command: str = "") -> SweepPlan:
+    """The sweep the options ask for, every trial's config built and checked (ConfigError on the first problem);
+    `output` defaults to sweeps/<preset name>. Nothing is written."""
+    raw = read_config_mapping(config_file)
+    base = trial_config(raw, overrides, {}, config_file)
+    space = parse_space(base, grid, ranges, draws, seed)
+    settings = [trial_settings for trial_settings, _ in trial_configs(raw, overrides, space, config_file)]
+    trials = [Trial(name, s) for name, s in zip(trial_names(len(settings)), settings)]
+    output = Path(output) if output else Path("sweeps") / (base.name or Path(config_file).stem)
+    identity = {"config": base.to_dict(), "data": data, "space": space.to_json(), "trial_time": trial_time}
+    return SweepPlan(output, config_file, data, list(overrides), trial_time, identity, trials, command)
 
 
 def trial_names(count: int) -> list[str]:
