@@ -17,7 +17,7 @@ from training.evaluation.evaluate import evaluate_model
 from training import resume
 from training.trainer import RunOptions, Trainer, TrainingError, train
 
-COMMANDS = ("train", "evaluate", "benchmark", "prepare-data", "train-tokenizer", "generate", "card")
+COMMANDS = ("train", "sweep", "evaluate", "benchmark", "prepare-data", "train-tokenizer", "generate", "card")
 
 
 @pytest.mark.parametrize("command", ("",) + COMMANDS)
