@@ -100,6 +100,8 @@ def test_grid_and_random_ranges_cross(sweep_files):
     (["--range", "training.lr=1e-4:1e-2"], "needs --random N"),
     (["--random", "2"], "needs at least one --range"),
     ([], "nothing to sweep"),
+    (["--grid", "training.lr=1,2,3,4,5,6,7,8,9,10", "--grid", "training.seed=1,2,3,4,5,6,7,8,9,10",
+      "--random", "11", "--range", "model.dropout=0:0.5"], "1,100 trials is more than 1,000"),
     (["--grid", "training.lr=1e-3,3e-3", "--trial-time", "5"], "--trial-time 5 s is too short"),
     (["--grid", "training.lr=1e-3,3e-3", "--trial-time", "5x"], "must be seconds (90) or a duration"),
     (["--grid", "training.lr=1e-3,3e-3", "--force"], "--force replaces a non-empty --promote folder"),
@@ -124,6 +126,7 @@ def _sweep_args(config: Path, text: Path, out: Path, *extra: str) -> list[str]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # a few trials; slow when the machine is shared
 def test_a_sweep_end_to_end_with_resume_and_promote(sweep_files, tmp_path, capsys, monkeypatch):
     config, text = sweep_files
     out, promoted = tmp_path / "sweep", tmp_path / "best-model"
@@ -262,6 +265,7 @@ def test_an_error_stops_new_trials_and_is_raised():
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # two processes that each import torch
 def test_trials_in_processes_of_their_own(sweep_files, tmp_path):
     """The per-GPU path (a spawned process per trial) on two CPU 'devices'."""
     config, text = sweep_files

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from lm.atomic import atomic_write_text, make_staging_dir, replace_directory
-from lm.checkpoint import RESUME_DIR
+from lm.checkpoint import METRICS_FILE, RESUME_DIR
 from training.config import ConfigError
 from training.evaluation import plots
 from training.sweep.manifest import RESULT_FILE, SweepPlan, Trial
@@ -79,7 +79,7 @@ def csv_text(table: list[dict[str, Any]]) -> str:
 def validation_curve(trial_dir: Path) -> list[tuple[float, float]]:
     """(training seconds, validation nats/char) at each validation of a trial, from its metrics.jsonl."""
     try:
-        lines = (trial_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+        lines = (trial_dir / METRICS_FILE).read_text(encoding="utf-8").splitlines()
     except OSError:
         return []
     points = []

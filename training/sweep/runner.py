@@ -10,7 +10,6 @@ again cleanly when it has none), and one whose training finished but not its eva
 from __future__ import annotations
 
 import gc
-import json
 import math
 import multiprocessing
 import os
@@ -23,6 +22,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from lm.checkpoint import read_config
 from training import resume
 from training.config import read_config_mapping
 from training.sweep.manifest import SweepPlan, Trial, read_manifest, read_result, write_manifest, write_result
@@ -67,9 +67,10 @@ def run_trial(plan: SweepPlan, trial: Trial, device: str, progress: bool = True)
 
 
 def _training_finished(trial_dir: Path) -> bool:
+    """Whether the trial's model directory records a run that ended (its best weights re-saved as final)."""
     try:
-        return bool(json.loads((trial_dir / "config.json").read_text(encoding="utf-8"))["training"]["finished"])
-    except (OSError, ValueError, KeyError, TypeError):
+        return bool((read_config(trial_dir).get("training") or {}).get("finished"))
+    except (OSError, ValueError):  # no model directory yet, or one cut short by a kill
         return False
 
 
@@ -84,7 +85,7 @@ def _evaluate(plan: SweepPlan, trial: Trial, data: str, device: str) -> dict[str
     evaluation["command"] = f"python -m training evaluate {trial_dir} --data {data} --split valid --no-baselines"
     saved = result_file(trial_dir, evaluation)
     write_json(evaluation, saved)
-    record = json.loads((trial_dir / "config.json").read_text(encoding="utf-8"))["training"]
+    record = read_config(trial_dir)["training"]
     nats = evaluation["loss"] * evaluation["tokens"] / evaluation["characters"]
     return {"trial": trial.name, "settings": trial.settings, "status": "finished",
             "nats_per_char": nats, "bits_per_char": nats / math.log(2), "loss": evaluation["loss"],

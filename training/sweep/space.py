@@ -20,6 +20,7 @@ import yaml
 from training.config import Config, ConfigError, apply_override, config_from_dict, number_kind
 
 SCALES = ("linear", "log")
+MAX_TRIALS = 1000  # a bound on the product, refused before a list of millions is built
 # keys the sweep's own options set for every trial: a grid over them would be overridden
 RESERVED = {"training.max_time": "--trial-time", "data.source": "--data"}
 
@@ -88,6 +89,10 @@ def parse_space(base: Config, grid: list[str], ranges: list[str], draws: int | N
         raise ConfigError("--random", "", "needs at least one --range KEY=LOW:HIGH[:log] to draw from")
     if not space.grid and not space.ranges:
         raise ConfigError("sweep", "", "nothing to sweep: give --grid KEY=V1,V2 and/or --random N with --range")
+    count = math.prod(len(values) for values in space.grid.values()) * max(space.draws, 1)
+    if count > MAX_TRIALS:
+        raise ConfigError("sweep", "", f"{count:,} trials is more than {MAX_TRIALS:,}; sweep fewer values, or draw "
+                                       f"--random N over --range spans instead of a grid")
     return space
 
 
