@@ -91,6 +91,8 @@ def test_grid_and_random_ranges_cross(sweep_files):
     (["--grid", "training.lr=1e-3,1e-3"], "given twice"),
     (["--grid", "model.n_head=2,3"], "trial 1 (model.n_head=3): model.n_embd: must be divisible by n_head"),
     (["--grid", "training.max_time=10,20"], "set for every trial by the sweep's --trial-time"),
+    (["--grid", "training.lr=1e-3,3e-3", "--random", "2", "--range", "training.lr=1e-4:1e-2"], "is swept twice"),
+    (["--grid", "training.lr=1e-3,3e-3", "--set", "training.lr=1e-3"], "is also fixed for every trial"),
     (["--random", "2", "--range", "training.lr=1e-2:1e-4:log"], "expected finite LOW < HIGH"),
     (["--random", "2", "--range", "training.lr=0:1e-2:log"], "a log range needs LOW > 0"),
     (["--random", "2", "--range", "training.lr=1e-4"], "expected LOW:HIGH or LOW:HIGH:log"),

@@ -70,7 +70,7 @@ def plan_sweep(config_file: str, overrides: list[str], grid: list[str], ranges: 
     `output` defaults to sweeps/<preset name>. Nothing is written."""
     raw = read_config_mapping(config_file)
     base = trial_config(raw, overrides, {}, config_file)
-    space = parse_space(base, grid, ranges, draws, seed)
+    space = parse_space(base, grid, ranges, draws, seed, overrides)
     settings = [trial_settings for trial_settings, _ in trial_configs(raw, overrides, space, config_file)]
     trials = [Trial(name, s) for name, s in zip(trial_names(len(settings)), settings)]
     output = Path(output) if output else Path("sweeps") / (base.name or Path(config_file).stem)

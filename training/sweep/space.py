@@ -71,17 +71,19 @@ class Space:
                 "seed": self.seed}
 
 
-def parse_space(base: Config, grid: list[str], ranges: list[str], draws: int | None, seed: int) -> Space:
+def parse_space(base: Config, grid: list[str], ranges: list[str], draws: int | None, seed: int,
+                overrides: list[str] = ()) -> Space:
     """The space from `--grid`, `--range` and `--random` as given, each key checked against `base` (the config
-    with --set applied); ConfigError on the first problem."""
+    with the `overrides`, --set, applied; a key they fix cannot be swept); ConfigError on the first problem."""
     space = Space(draws=draws or 0, seed=seed)
+    fixed = {item.partition("=")[0].strip() for item in overrides}
     for item in grid:
         key, values = _split(item, "--grid", "KEY=V1,V2,...")
-        _check_key(base, key, "--grid", space)
+        _check_key(base, key, "--grid", space, fixed)
         space.grid[key] = _values(values, key)
     for item in ranges:
         key, spec = _split(item, "--range", "KEY=LOW:HIGH[:log]")
-        _check_key(base, key, "--range", space)
+        _check_key(base, key, "--range", space, fixed)
         space.ranges[key] = _range(base, key, spec)
     if space.ranges and not space.draws:
         raise ConfigError("--range", next(iter(space.ranges)), "needs --random N: how many draws to try")
@@ -132,9 +134,11 @@ def _split(item: str, option: str, form: str) -> tuple[str, str]:
     return key, rest
 
 
-def _check_key(base: Config, key: str, option: str, space: Space) -> None:
+def _check_key(base: Config, key: str, option: str, space: Space, fixed: set[str]) -> None:
     if key in space.grid or key in space.ranges:
         raise ConfigError(option, key, "is swept twice; give each key once, in --grid or in --range")
+    if key in fixed:
+        raise ConfigError(option, key, "is also fixed for every trial (--set, --threads, --include, --exclude)")
     if key in RESERVED:
         raise ConfigError(option, key, f"is set for every trial by the sweep's {RESERVED[key]}")
     try:
