@@ -85,6 +85,7 @@ class RunOptions:
     init_from: str | None = None
     command: str = ""
     progress: bool = True
+    label: str = ""  # the progress bar's name for the run (default: the preset's name); a sweep names its trial
 
 
 def seed_everything(seed: int) -> None:
@@ -258,7 +259,7 @@ class Trainer:
         self._prepare_output()
         previous_handler = signal.signal(signal.SIGINT, self._on_sigint)
         bar = ProgressBar(t.max_steps, t.max_time, s.step, s.elapsed, enabled=self.dist.is_main and self.opts.progress,
-                          desc=self.cfg.name or "train")
+                          desc=self.opts.label or self.cfg.name or "train")
         self.train_model.train()
         session_start = time.perf_counter() - s.elapsed
         window_start, window_tokens = time.perf_counter(), 0  # for the tokens/s of each logged row

@@ -52,7 +52,8 @@ def run_trial(plan: SweepPlan, trial: Trial, device: str, progress: bool = True)
         if not resuming:  # a trial killed before its first validation: nothing to keep
             shutil.rmtree(trial_dir, ignore_errors=True)
         options = RunOptions(output=trial_dir, data=plan.data, max_time=plan.trial_time, device=device,
-                             resume=resuming, command=plan.train_command(trial), progress=progress)
+                             resume=resuming, command=plan.train_command(trial), progress=progress,
+                             label=trial.name)
         try:
             train(config, options)
         except TrainingError as error:
@@ -206,7 +207,7 @@ def run_sweep(plan: SweepPlan, device: str = "auto", progress: bool = True,
                   else result["status"] + ": " + result.get("error", ""))
         log(f"{trial.name}: {figure}")
 
-    devices = sweep_devices(device, torch.cuda.device_count() if torch.cuda.is_available() else 0)
+    devices = sweep_devices(device, torch.cuda.device_count())
     if len(devices) > 1:
         log(f"{len(pending)} trials on {len(devices)} GPUs, one process per GPU")
         run_on_devices(pending, devices, partial(launch_process, plan), record)
