@@ -6,7 +6,7 @@ import pytest
 
 from tests.training.conftest import ROOT, tiny_config, write_config
 from training.cli import main
-from training.config import ConfigError, load_config
+from training.config import ConfigError, config_from_dict, load_config
 
 PRESETS = sorted((ROOT / "configs").glob("*.yaml"))
 
@@ -147,3 +147,19 @@ def test_a_model_error_names_the_key_the_core_names(tmp_path):
     config["model"].update(n_head=3)  # 32 / 3: the core's OptionError says which key, n_embd
     error = _error(tmp_path, config)
     assert error.key == "model.n_embd" and error.problem.startswith("must be divisible by n_head")
+
+
+def test_number_kind_says_which_keys_a_range_can_span():
+    from training.config import number_kind
+
+    config = config_from_dict(tiny_config("gpt"), "tiny.yaml")
+    assert number_kind(config, "training.lr") is float and number_kind(config, "training.max_time") is float
+    assert number_kind(config, "training.min_lr") is float  # Optional[float]
+    assert number_kind(config, "training.batch_size") is int and number_kind(config, "data.vocab_size") is int
+    assert number_kind(config, "model.n_layer") is int and number_kind(config, "model.attn_dropout") is float
+    assert number_kind(config, "model.bias") is None and number_kind(config, "training.optimizer") is None
+    assert number_kind(config, "training.betas") is None
+    for key, problem in (("training.lrr", "unknown key"), ("model.n_layers", "unknown gpt option"),
+                         ("model.vocab_size", "unknown gpt option"), ("lr", "expected section.key")):
+        with pytest.raises(ConfigError, match=problem):
+            number_kind(config, key)
