@@ -46,21 +46,21 @@ class SweepPlan:
         """The `train` command line that runs this trial on its own (recorded in its config.json)."""
         args = ["python", "-m", "training", "train", "--config", self.config_file]
         args += ["--data", self.data] if self.data else []
-        args += [a for item in self.overrides + [f"{k}={v}" for k, v in trial.settings.items()] for a in ("--set", item)]
+        items = self.overrides + [f"{key}={value}" for key, value in trial.settings.items()]
+        args += [arg for item in items for arg in ("--set", item)]
         args += ["--max-time", f"{self.trial_time:g}", "--output", str(self.trial_dir(trial))]
         return shlex.join(args)
 
     def to_json(self) -> dict[str, Any]:
         return {"version": 1, "command": self.command, "config_file": self.config_file, "data": self.data,
-                "set": self.overrides,
-                "trial_time": self.trial_time, "identity": self.identity,
+                "set": self.overrides, "trial_time": self.trial_time, "identity": self.identity,
                 "trials": [{"name": t.name, "settings": t.settings} for t in self.trials]}
 
     @classmethod
     def from_json(cls, output: Path, raw: dict[str, Any]) -> SweepPlan:
-        return cls(Path(output), raw["config_file"], raw["data"], raw["set"],
-                   float(raw["trial_time"]), raw["identity"],
-                   [Trial(t["name"], dict(t["settings"])) for t in raw["trials"]], raw.get("command", ""))
+        return cls(Path(output), raw["config_file"], raw["data"], raw["set"], float(raw["trial_time"]),
+                   raw["identity"], [Trial(t["name"], dict(t["settings"])) for t in raw["trials"]],
+                   raw.get("command", ""))
 
 
 def plan_sweep(config_file: str, overrides: list[str], grid: list[str], ranges: list[str], draws: int | None,
@@ -103,14 +103,14 @@ def check_output(plan: SweepPlan, resume: bool) -> None:
         recorded = json.loads(manifest.read_text(encoding="utf-8"))["identity"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ConfigError("--resume", str(manifest), f"cannot read it ({exc})") from None
-    difference = first_difference(recorded, plan.identity)
+    difference = first_difference(recorded, json.loads(json.dumps(plan.identity)))  # as JSON reads it back
     if difference:
         raise ConfigError("--resume", str(out), f"was started with other arguments ({difference}); rerun it with "
                                                 f"the arguments in {MANIFEST_FILE}, or sweep into a new --output")
 
 
 def first_difference(then: Any, now: Any, path: str = "") -> str | None:
-    """Where two JSON values first differ, said in a few words: `grid.training.lr: ["1e-3"] then, ["3e-3"] now`."""
+    """Where two JSON values first differ, in a few words: `space.grid.training.lr: ["1e-3"] then, ["3e-3"] now`."""
     if isinstance(then, dict) and isinstance(now, dict):
         for key in list(then) + [k for k in now if k not in then]:
             found = first_difference(then.get(key), now.get(key), f"{path}.{key}" if path else str(key))

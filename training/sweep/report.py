@@ -39,8 +39,8 @@ def rows(plan: SweepPlan, results: dict[str, dict[str, Any]]) -> list[dict[str, 
         status = result.get("status", "not run")
         if status == "failed":
             status = f"failed: {result.get('error', '')}"
-        table.append({"trial": trial.name, **trial.settings,
-                      "val_nats_per_char": result.get("nats_per_char"), "val_bits_per_char": result.get("bits_per_char"),
+        table.append({"trial": trial.name, **trial.settings, "val_nats_per_char": result.get("nats_per_char"),
+                      "val_bits_per_char": result.get("bits_per_char"),
                       "steps": result.get("steps"), "train_seconds": result.get("train_seconds"),
                       "stop": result.get("stop_reason"), "status": status, "rank": rank.get(i),
                       "best": best is not None and trial.name == best.name})
