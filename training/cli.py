@@ -78,7 +78,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("train", help="train a model from a YAML config",
                             description="Train a model; --output becomes a model directory with the best weights.")
-    p.add_argument("--config", required=True, help="YAML preset, e.g. configs/shakespeare-gpt.yaml")
+    p.add_argument("--config", help="YAML preset, e.g. configs/shakespeare-gpt.yaml (required without --auto)")
+    p.add_argument("--auto", action="store_true",
+                   help="size the run from the text, this machine's measured speed and --max-time: tokenizer, "
+                        "family, width and depth, batch, regularisation, schedule; with --config, only the keys "
+                        "it leaves out (docs/training.md); writes OUTPUT/resolved.yaml")
     p.add_argument("--data", help="data source replacing data.source: a file, a directory, or a corpus name")
     _add_file_choice(p, "replaces data.include; default *.txt")
     p.add_argument("--output", help="model directory to write (default: runs/<preset name>)")
@@ -245,13 +249,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    import time
+
     from training.config import load_config
     from training.trainer import RunOptions, train
 
-    config = load_config(args.config, _overrides(args))
-    output = Path(args.output) if args.output else Path("runs") / (config.name or Path(args.config).stem)
+    started = time.perf_counter()  # --auto's budget counts from here
+    if args.auto:
+        config, output = _auto_config(args, _overrides(args), started)
+        max_time = None  # the resolved config's max_time: what measuring left of --max-time
+    else:
+        if not args.config:
+            raise UsageError("train: give --config PRESET.yaml, or --auto with --data and --max-time")
+        config = load_config(args.config, _overrides(args))
+        output = Path(args.output) if args.output else Path("runs") / (config.name or Path(args.config).stem)
+        max_time = args.max_time
     command = "python -m training " + shlex.join(args.argv)
-    options = RunOptions(output=output, data=args.data, max_steps=args.max_steps, max_time=args.max_time,
+    options = RunOptions(output=output, data=args.data, max_steps=args.max_steps, max_time=max_time,
                          device=args.device, resume=args.resume, init_from=args.init_from, command=command,
                          progress=not args.quiet)
     result = train(config, options)
@@ -308,6 +322,32 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         promote(plan.trial_dir(best), Path(args.promote))
         print(f"promoted {best.name} to {args.promote}")
     return 0
+
+
+def _auto_config(args: argparse.Namespace, overrides: list[str], started: float):
+    """`train --auto`: the config sized for the data and budget (the preset's and --set's keys kept), written to
+    OUTPUT/resolved.yaml; (config, output)."""
+    from training.auto import configure, write_resolved
+    from training.config import apply_override, read_config_mapping
+
+    if args.resume or args.init_from:
+        raise UsageError("train: --auto sizes a new model; to continue or fine-tune, give --config "
+                         "OUTPUT/resolved.yaml instead")
+    given = read_config_mapping(args.config) if args.config else {}
+    for item in overrides:
+        apply_override(given, item, args.config or "--set")
+    if not args.config:
+        if args.data is None:
+            raise UsageError("train: --auto needs --data PATH (or a --config that names its data)")
+    budget = args.max_time if args.max_time is not None else (given.get("training") or {}).get("max_time")
+    if budget is None:
+        raise UsageError("train: --auto needs a time budget to size the run for: give --max-time (e.g. 30m)")
+    budget = checks.duration_from("training.max_time", budget, exclusive_minimum=0)
+    output = Path(args.output) if args.output else Path("runs") / (given.get("name") or "auto")
+    choice = configure(given, args.data, budget, args.device, output, started, source=args.config or "--auto",
+                       log=partial(print, file=sys.stderr))
+    print(f"auto: config written to {write_resolved(choice, output)}", file=sys.stderr)
+    return choice.config, output
 
 
 def _is_main_process() -> bool:

@@ -239,6 +239,13 @@ def _number_or_text(value: Any) -> Any:
     return value
 
 
+def data_config_from(values: dict[str, Any] | None, source: str = "<config>") -> DataConfig:
+    """The `data` section of a raw mapping, checked key by key (the rest of the config may not exist yet)."""
+    if values is not None and not isinstance(values, dict):
+        raise ConfigError(source, "data", "expected a mapping")
+    return _build_section(DataConfig, values or {}, "data", source)
+
+
 def _build_section(cls: type, values: dict[str, Any], section: str, source: str):
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]

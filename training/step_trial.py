@@ -35,13 +35,25 @@ ROUNDS = 3
 STABLE = 1.25  # two measurements within this factor of each other are cached
 
 
-def _one_step(model: torch.nn.Module, tokens: torch.Tensor, targets: torch.Tensor, bf16: bool) -> float:
+def timed_step(model: torch.nn.Module, tokens: torch.Tensor, targets: torch.Tensor,
+               dtype: torch.dtype | None = None) -> float:
+    """Seconds for one forward and backward of `model` on `tokens` (on their device), under autocast to `dtype`
+    (None: fp32)."""
+    device = tokens.device
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
     start = time.perf_counter()
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+    with torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
         logits = model(tokens).logits  # (rows, seq_len, vocab)
         loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
     loss.backward()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
     return time.perf_counter() - start
+
+
+def _one_step(model: torch.nn.Module, tokens: torch.Tensor, targets: torch.Tensor, bf16: bool) -> float:
+    return timed_step(model, tokens, targets, torch.bfloat16 if bf16 else None)
 
 
 def measure_step_speedup(model: torch.nn.Module, vocab_size: int, batch_size: int, seq_len: int) -> float:
