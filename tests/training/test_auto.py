@@ -1,0 +1,207 @@
+"""`train --auto`: the sizing rules with injected corpus statistics and speeds (nothing timed), the refusals, how it
+fills a preset's missing keys, and end-to-end runs on a text the tests write."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from tests.training.conftest import run_cli, tiny_config, write_config
+from training.auto import RESOLVED_FILE, fill_missing
+from training.auto.rules import (AutoError, Candidate, CorpusStats, Speed, choose_family, choose_tokenizer,
+                                 parameters_and_flops, plan_run)
+from training.auto.speed import SpeedMeter
+from training.auto.survey import survey
+from training.config import DataConfig, config_from_dict, load_config
+from training.data.corpus import load_corpus
+from training.data.synthetic import synthetic_text
+
+
+def stats(train_chars: int, chars_per_token: float = 1.9, charset: int = 65) -> CorpusStats:
+    return CorpusStats(train_chars=train_chars, valid_chars=train_chars // 9, charset=charset,
+                       bpe_chars_per_token=chars_per_token, compressed_bits_per_char=2.3,
+                       sample_chars=min(train_chars, 600_000))
+
+
+def flops_speed(flops_per_second: float, precision: str = "fp32"):
+    """A device that trains at a fixed FLOPs rate: larger shapes are proportionally slower."""
+    def speed_of(candidate: Candidate) -> Speed:
+        return Speed(flops_per_second / parameters_and_flops(candidate)[1], precision, "injected")
+    return speed_of
+
+
+CPU_2_CORES = 100e9  # ~ the rate the shipped models train at here (tokens/s x FLOPs per token)
+
+
+def test_a_tiny_corpus_gets_a_small_strongly_regularised_model_with_early_stopping():
+    plan = plan_run(stats(40_000), budget_s=1800, train_s=1750, speed_of=flops_speed(CPU_2_CORES), given={})
+    t, m = plan.raw["training"], plan.raw["model"]
+    assert plan.raw["data"]["tokenizer"] == "char"  # too little text for a 512-token BPE
+    assert plan.passes > 100 and t["patience"] == 3
+    assert m["dropout"] == 0.4 and t["weight_decay"] >= 0.1
+    assert plan.params <= 8 * 40_000  # no more parameters than the text can hold up
+    config_from_dict(plan.raw)  # a valid config as it is
+
+
+def test_a_large_corpus_on_a_short_budget_makes_few_passes_without_dropout():
+    plan = plan_run(stats(500_000_000), budget_s=300, train_s=280, speed_of=flops_speed(CPU_2_CORES), given={})
+    t, m = plan.raw["training"], plan.raw["model"]
+    assert plan.passes < 1.5 and m["dropout"] == 0.0 and t["patience"] is None
+    assert plan.raw["data"] == {"tokenizer": "bpe", "vocab_size": 2048}
+    assert m["type"] == "gpt" and t["max_time"] == 280
+
+
+def test_more_passes_mean_more_dropout():
+    short = plan_run(stats(1_000_000), 300, 280, flops_speed(CPU_2_CORES), {})
+    long = plan_run(stats(1_000_000), 3600, 3550, flops_speed(CPU_2_CORES), {})
+    assert long.passes > short.passes
+    assert long.raw["model"]["dropout"] > short.raw["model"]["dropout"]
+
+
+def test_a_longer_budget_or_a_faster_device_gets_a_larger_model():
+    small = plan_run(stats(50_000_000), 300, 280, flops_speed(CPU_2_CORES), {})
+    faster = plan_run(stats(50_000_000), 300, 280, flops_speed(100 * CPU_2_CORES), {})
+    assert faster.params > small.params
+    assert faster.expected_steps > 0 and small.expected_steps > 0
+
+
+def test_vocabulary_choice():
+    assert choose_tokenizer(stats(1_000_000, 1.9), {})[:2] == ("bpe", 512)  # TinyShakespeare: 1.88 chars/token
+    assert choose_tokenizer(stats(1_000_000, 1.2), {})[:2] == ("char", None)  # BPE barely packs: char
+    assert choose_tokenizer(stats(100_000, 1.9), {})[:2] == ("char", None)  # too little text per BPE token
+    assert choose_tokenizer(stats(50_000_000, 1.9), {})[:2] == ("bpe", 1024)
+    assert choose_tokenizer(stats(5_000_000, 1.9, charset=3000), {})[:2] == ("bpe", 1024)  # CJK-like alphabet
+    assert choose_tokenizer(stats(100_000, 1.9), {"tokenizer": "bpe"})[:2] == ("bpe", 512)  # as given
+
+
+def test_family_choice():
+    assert choose_family(300, "cpu", {})[0] == "gpt"
+    assert choose_family(1800, "cpu", {})[0] == "lstm"
+    assert choose_family(1800, "cuda", {})[0] == "gpt"
+    assert choose_family(1800, "cpu", {"n_layer": 4})[0] == "gpt"  # a key only the GPT has
+    assert choose_family(300, "cpu", {"hidden_size": 256})[0] == "lstm"
+    assert choose_family(300, "cpu", {"type": "lstm"})[0] == "lstm"
+
+
+def test_a_corpus_too_small_to_validate_on_is_refused():
+    with pytest.raises(AutoError, match=r"needs at least 18,000 to train on and 2,000 held out"):
+        plan_run(stats(9_000), 600, 580, flops_speed(CPU_2_CORES), {})
+
+
+def test_a_budget_too_short_is_refused():
+    with pytest.raises(AutoError, match="too short"):
+        plan_run(stats(1_000_000), 10, 5, flops_speed(CPU_2_CORES), {})
+    with pytest.raises(AutoError, match=r"would take \d+ steps"):  # a device too slow for even the smallest shape
+        plan_run(stats(1_000_000), 60, 40, flops_speed(CPU_2_CORES / 1000), {})
+
+
+def test_given_keys_are_kept_and_the_plan_is_sized_around_them():
+    given = {"model": {"type": "gpt", "n_layer": 2, "n_embd": 32, "n_head": 2},
+             "training": {"lr": 0.01, "batch_size": 8}, "data": {"tokenizer": "char"}}
+    plan = plan_run(stats(1_000_000), 600, 580, flops_speed(CPU_2_CORES), given)
+    merged = fill_missing(given, plan.raw)
+    assert merged["model"]["n_layer"] == 2 and merged["model"]["n_embd"] == 32  # the given size, one candidate
+    assert merged["training"]["lr"] == 0.01 and merged["training"]["batch_size"] == 8
+    assert plan.raw["training"]["batch_size"] == 8  # sized with the given batch
+    assert "dropout" in merged["model"] and "patience" in merged["training"]  # filled
+    assert merged["data"]["tokenizer"] == "char" and "vocab_size" not in merged["data"]
+
+
+def test_the_speed_meter_caches_and_estimates_once_its_time_is_spent(tmp_path):
+    calls = []
+
+    def measure(candidate, device):
+        calls.append(candidate)
+        return 1000.0, "bf16"
+
+    import torch
+
+    meter = SpeedMeter(torch.device("cpu"), limit_s=0.0, path=tmp_path / "speeds.json", measure_with=measure)
+    small = Candidate("gpt", (("n_layer", 1), ("n_embd", 32), ("n_head", 2), ("context_length", 64)), 100, 4, 64)
+    large = Candidate("gpt", (("n_layer", 2), ("n_embd", 64), ("n_head", 2), ("context_length", 64)), 100, 4, 64)
+    assert meter(small) == Speed(1000.0, "bf16", "measured")
+    estimated = meter(large)  # the limit is spent: estimated by FLOPs from the measured shape
+    assert estimated.how == "estimated from FLOPs" and estimated.tokens_per_second < 1000 and len(calls) == 1
+    again = SpeedMeter(torch.device("cpu"), limit_s=0.0, path=tmp_path / "speeds.json", measure_with=measure)
+    assert again(small) == Speed(1000.0, "bf16", "cached") and len(calls) == 1
+
+
+def test_survey_reads_the_text(tmp_path):
+    text = tmp_path / "book.txt"
+    text.write_text(synthetic_text(60_000, seed=3), encoding="utf-8")
+    found = survey(load_corpus(DataConfig(source=str(text), split=[0.9, 0.1])))
+    assert found.train_chars == 54_000 and found.valid_chars == 6_000
+    assert 20 < found.charset < 60 and found.bpe_chars_per_token > 2  # a tiny grammar packs well
+    assert 0 < found.compressed_bits_per_char < 3  # and repeats itself
+
+
+def _text(tmp_path, chars: int = 60_000):
+    path = tmp_path / "mine.txt"
+    path.write_text(synthetic_text(chars, seed=5), encoding="utf-8")
+    return path
+
+
+def _one_line_error(result, code: int, *phrases: str) -> None:
+    assert result.returncode == code, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and "Traceback" not in result.stderr
+    for phrase in phrases:
+        assert phrase in lines[0]
+
+
+def test_refusals_are_one_line(tmp_path):
+    small = tmp_path / "small.txt"
+    small.write_text(synthetic_text(5_000), encoding="utf-8")
+    _one_line_error(run_cli("train", "--data", str(small), "--auto", "--max-time", "5m", "--output",
+                            str(tmp_path / "m")), 1, "too little text", "18,000")
+    text = _text(tmp_path)
+    _one_line_error(run_cli("train", "--data", str(text), "--auto", "--max-time", "10s", "--output",
+                            str(tmp_path / "m")), 1, "too short")
+    _one_line_error(run_cli("train", "--data", str(text), "--auto", "--output", str(tmp_path / "m")), 2,
+                    "--max-time")
+    _one_line_error(run_cli("train", "--data", str(text)), 2, "--config")
+    assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.slow
+def test_auto_trains_within_its_budget_and_resolved_yaml_repeats_the_run(tmp_path):
+    text, out = _text(tmp_path), tmp_path / "mine"
+    result = run_cli("train", "--data", str(text), "--auto", "--max-time", "30s", "--output", str(out),
+                     "--threads", "1", "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert "auto: family: GPT" in result.stderr and "auto: size:" in result.stderr
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["training"]["stop_reason"] in ("max_time", "early_stopping")
+    assert saved["training"]["wall_time_s"] < 30
+    assert saved["metrics"]["val_loss"] < saved["training"]["unigram_val_loss"]
+    resolved = load_config(out / RESOLVED_FILE)
+    as_run = yaml.safe_load((out / "train_config.yaml").read_text())
+    assert resolved.to_dict() == as_run  # the config as run is the one resolved (threads: --threads 1)
+
+    again = tmp_path / "again"
+    result = run_cli("train", "--config", str(out / RESOLVED_FILE), "--output", str(again), "--threads", "1",
+                     "--quiet", "--max-steps", "3")
+    assert result.returncode == 0, result.stderr
+    repeated = yaml.safe_load((again / "train_config.yaml").read_text())
+    assert repeated == {**as_run, "training": {**as_run["training"], "max_steps": 3}}
+
+
+@pytest.mark.slow
+def test_auto_with_a_config_fills_only_what_it_leaves_out_and_set_wins(tmp_path):
+    preset = tiny_config("gpt")
+    del preset["training"]["max_steps"], preset["model"]["dropout"], preset["data"]["source"]
+    config = write_config(tmp_path / "preset.yaml", preset)
+    out = tmp_path / "filled"
+    result = run_cli("train", "--config", str(config), "--data", str(_text(tmp_path)), "--auto", "--max-time",
+                     "30s", "--max-steps", "4", "--set", "training.lr=0.02", "--output", str(out), "--quiet")
+    assert result.returncode == 0, result.stderr
+    resolved = yaml.safe_load((out / RESOLVED_FILE).read_text())
+    for key, value in preset["model"].items():
+        assert resolved["model"][key] == value
+    for key, value in preset["training"].items():
+        assert resolved["training"][key] == (0.02 if key == "lr" else value)
+    assert resolved["data"]["tokenizer"] == "char" and resolved["data"]["split"] == [0.8, 0.2]
+    assert "dropout" in resolved["model"] and resolved["training"]["max_steps"] == 1_000_000_000  # filled
+    assert resolved["training"]["max_time"] < 30  # what measuring left of the budget
