@@ -20,7 +20,7 @@ from training.data.synthetic import synthetic_text
 
 
 def stats(train_chars: int, chars_per_token: float = 1.9, charset: int = 65) -> CorpusStats:
-    return CorpusStats(train_chars=train_chars, valid_chars=train_chars // 9, charset=charset,
+    return CorpusStats(train_chars=train_chars, valid_chars=train_chars // 9, charset=charset, common_charset=charset,
                        bpe_chars_per_token=chars_per_token, compressed_bits_per_char=2.3,
                        sample_chars=min(train_chars, 600_000))
 
@@ -133,7 +133,8 @@ def test_survey_reads_the_text(tmp_path):
     text.write_text(synthetic_text(60_000, seed=3), encoding="utf-8")
     found = survey(load_corpus(DataConfig(source=str(text), split=[0.9, 0.1])))
     assert found.train_chars == 54_000 and found.valid_chars == 6_000
-    assert 20 < found.charset < 60 and found.bpe_chars_per_token > 2  # a tiny grammar packs well
+    assert 20 < found.common_charset <= found.charset < 60
+    assert found.bpe_chars_per_token > 2  # a tiny grammar packs well
     assert 0 < found.compressed_bits_per_char < 3  # and repeats itself
 
 
