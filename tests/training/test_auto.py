@@ -206,3 +206,17 @@ def test_auto_with_a_config_fills_only_what_it_leaves_out_and_set_wins(tmp_path)
     assert resolved["data"]["tokenizer"] == "char" and resolved["data"]["split"] == [0.8, 0.2]
     assert "dropout" in resolved["model"] and resolved["training"]["max_steps"] == 1_000_000_000  # filled
     assert resolved["training"]["max_time"] < 30  # what measuring left of the budget
+
+
+def test_early_stopping_ends_the_run_and_keeps_the_best_weights(tmp_path, monkeypatch):
+    """What --auto relies on for a small text: validation that stops improving ends the run (training.patience),
+    and the model directory holds the weights of the best validation."""
+    from training.trainer import RunOptions, Trainer
+
+    config = config_from_dict(tiny_config("gpt", max_steps=100, eval_interval=5, patience=2), "stop.yaml")
+    losses = iter([3.0, 2.5, 2.6, 2.7, 2.8])  # best at the second validation, then worse twice
+    monkeypatch.setattr(Trainer, "validate", lambda self, model=None: next(losses))
+    result = Trainer(config, RunOptions(output=tmp_path / "run", progress=False)).run()
+    assert result.stop_reason == "early_stopping" and result.steps == 20 and result.best_val_loss == 2.5
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["training"]["best_step"] == 10 and saved["metrics"]["val_loss"] == 2.5
