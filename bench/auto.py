@@ -1,9 +1,9 @@
 """`train --auto` against the hand-tuned presets, run unchanged, on corpora of different nature and size, at equal
 wall time, all in one run; validation nats/char and bits/char on each corpus's held-out last 10%.
 
-    python bench/auto.py --budget 2m --jobs 2 --threads 1 --scratch /tmp/auto-bench
+    python bench/auto.py --budget 2m --jobs 2 --threads 1 --scratch $SCRATCH
     python bench/auto.py --budget 5m --corpora shakespeare wikitext2 --json auto.json
-    python bench/auto.py --corpora-only --scratch /tmp/auto-bench     # just write the assembled corpora
+    python bench/auto.py --corpora-only --scratch $SCRATCH     # just write the assembled corpora
 
 Corpora (the shared ones read where they are; the two assembled ones written to --scratch, never the repository):
 - `shakespeare`: ../shared/data/tinyshakespeare.txt (1.1 MB, 65 characters);
