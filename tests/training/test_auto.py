@@ -70,7 +70,8 @@ def test_a_longer_budget_or_a_faster_device_gets_a_larger_model():
 def test_vocabulary_choice():
     assert choose_tokenizer(stats(1_000_000, 1.9), {})[:2] == ("bpe", 512)  # TinyShakespeare: 1.88 chars/token
     assert choose_tokenizer(stats(1_000_000, 1.2), {})[:2] == ("char", None)  # BPE barely packs: char
-    assert choose_tokenizer(stats(100_000, 1.9), {})[:2] == ("char", None)  # too little text per BPE token
+    assert choose_tokenizer(stats(100_000, 1.9), {})[:2] == ("bpe", 512)  # the tiny bench corpus: BPE did better
+    assert choose_tokenizer(stats(30_000, 1.9), {})[:2] == ("char", None)  # too little text per BPE token
     assert choose_tokenizer(stats(50_000_000, 1.9), {})[:2] == ("bpe", 1024)
     assert choose_tokenizer(stats(5_000_000, 1.9, charset=3000), {})[:2] == ("bpe", 1024)  # CJK-like alphabet
     assert choose_tokenizer(stats(100_000, 1.9), {"tokenizer": "bpe"})[:2] == ("bpe", 512)  # as given
