@@ -22,7 +22,7 @@ from training.step_trial import timed_step
 
 CACHE_FILE = "auto-speeds.json"
 WINDOW = 64  # tokens per timed row: long enough for attention to count, short enough for a second per shape
-ROUNDS = 2  # timed steps per precision after an untimed one (the first builds kernels), the best kept
+ROUNDS = 3  # timed steps per precision, in turns, after an untimed one (the first builds kernels); the best kept
 _DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -45,12 +45,16 @@ def measure(candidate: Candidate, device: torch.device) -> tuple[float, str]:
         model = build_model(candidate.family, {**candidate.options, "vocab_size": candidate.vocab_size}).to(device)
         tokens = torch.randint(candidate.vocab_size, (candidate.batch_size, window + 1), device=device)
         model.train()
-        best: dict[str, float] = {}
-        for precision in precisions_to_try(device, model.width):
-            dtype = _DTYPES[precision]
-            timed_step(model, tokens[:, :-1], tokens[:, 1:], dtype)
-            best[precision] = min(timed_step(model, tokens[:, :-1], tokens[:, 1:], dtype) for _ in range(ROUNDS))
-            model.zero_grad(set_to_none=True)
+        precisions = precisions_to_try(device, model.width)
+        best = {precision: float("inf") for precision in precisions}
+        for precision in precisions:  # the first step of each builds its kernels: not timed
+            timed_step(model, tokens[:, :-1], tokens[:, 1:], _DTYPES[precision])
+        # in turns, as training/step_trial.py does: a moment of load elsewhere then slows both precisions, not one
+        for _ in range(ROUNDS):
+            for precision in precisions:
+                best[precision] = min(best[precision],
+                                      timed_step(model, tokens[:, :-1], tokens[:, 1:], _DTYPES[precision]))
+        model.zero_grad(set_to_none=True)
     precision = min(best, key=best.get)
     per_token_at_window = model.training_flops_per_token(window)
     per_token = model.training_flops_per_token(candidate.seq_len)  # a GPT's attention grows with the window
