@@ -152,14 +152,15 @@ def main() -> int:
     scratch = Path(args.scratch or tempfile.mkdtemp(prefix="auto-bench-"))
     scratch.mkdir(parents=True, exist_ok=True)
     corpora = {name: corpus_file(name, scratch, args.code_chars) for name in args.corpora}
-    for name, path in corpora.items():
-        print(f"{name}: {describe_corpus(path)}", flush=True)
+    described = {name: describe_corpus(path) for name, path in corpora.items()}
+    for name, about in described.items():
+        print(f"{name}: {about}", flush=True)
     if args.corpora_only:
         return 0
     from training.hardware import describe
     import torch
 
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads)  # the runs' own thread count, which `describe` names below
     load_before = os.getloadavg()
     jobs = []
     for name, path in corpora.items():
@@ -195,7 +196,7 @@ def main() -> int:
     print("command: python bench/auto.py " + shlex.join(sys.argv[1:]))
     if args.json:
         Path(args.json).write_text(json.dumps({"results": results, "machine": machine, "budget_s": args.budget,
-                                               "corpora": {n: describe_corpus(p) for n, p in corpora.items()},
+                                               "corpora": described,
                                                "load": [load_before[0], load_after[0]]}, indent=2) + "\n")
     return 0 if all("nats_per_char" in r for r in results) else 1
 

@@ -60,6 +60,12 @@ class PrecisionChoice:
         return self.precision == "fp16"
 
 
+def bf16_speedup(device: torch.device, width: int, probe: MatmulProbe | None = None) -> float:
+    """bf16 autocast's matmul speed over fp32's at `width` on this CPU (the cached probe); below EMULATED_FACTOR
+    bf16 is emulated and not worth timing further."""
+    return (probe or default_probe()).speedup("bf16", width, rows_for(width), device, autocast=True)
+
+
 def resolve_precision(requested: str, device: torch.device, width: int, probe: MatmulProbe | None = None,
                       cuda_bf16: bool | None = None, step_trial: Callable[[], float] | None = None) -> PrecisionChoice:
     """The precision to train in. `width`: the model's widest input dimension (the probe's matmul shape).
@@ -84,8 +90,7 @@ def resolve_precision(requested: str, device: torch.device, width: int, probe: M
         return PrecisionChoice("fp16", requested, "cuda: fp16 autocast with a gradient scaler (no bf16 on this GPU)")
     if requested == "fp32":
         return PrecisionChoice("fp32", requested, "cpu: fp32 as configured")
-    probe = probe or default_probe()
-    speedup = probe.speedup("bf16", width, rows_for(width), device, autocast=True)
+    speedup = bf16_speedup(device, width, probe)
     measured = f"bf16 autocast multiplies at {speedup:.2f}x the speed of fp32 at width {width} on this CPU"
     if requested == "bf16":
         warning = None

@@ -52,8 +52,26 @@ def timed_step(model: torch.nn.Module, tokens: torch.Tensor, targets: torch.Tens
     return time.perf_counter() - start
 
 
-def _one_step(model: torch.nn.Module, tokens: torch.Tensor, targets: torch.Tensor, bf16: bool) -> float:
-    return timed_step(model, tokens, targets, torch.bfloat16 if bf16 else None)
+def best_step_times(model: torch.nn.Module, tokens: torch.Tensor,
+                    dtypes: dict[str, torch.dtype | None]) -> dict[str, float]:
+    """The fastest of ROUNDS training steps of `model` on `tokens` (rows, window + 1) under each autocast dtype of
+    `dtypes` (name -> dtype, None: fp32), timed in turns so that a moment of load elsewhere slows every precision,
+    not one. Weights, gradients, training mode and the random number generator are left as they were."""
+    inputs, targets = tokens[:, :-1], tokens[:, 1:]
+    was_training = model.training
+    model.train()
+    try:
+        with torch.random.fork_rng(devices=[tokens.device] if tokens.device.type == "cuda" else []):
+            for dtype in dtypes.values():  # the first step of each builds its kernels: not timed
+                timed_step(model, inputs, targets, dtype)
+            best = {name: float("inf") for name in dtypes}
+            for _ in range(ROUNDS):
+                for name, dtype in dtypes.items():
+                    best[name] = min(best[name], timed_step(model, inputs, targets, dtype))
+    finally:
+        model.zero_grad(set_to_none=True)
+        model.train(was_training)
+    return best
 
 
 def measure_step_speedup(model: torch.nn.Module, vocab_size: int, batch_size: int, seq_len: int) -> float:
@@ -61,21 +79,8 @@ def measure_step_speedup(model: torch.nn.Module, vocab_size: int, batch_size: in
     `batch_size` windows of at most WINDOW tokens."""
     generator = torch.Generator().manual_seed(0)
     tokens = torch.randint(vocab_size, (batch_size, min(seq_len, WINDOW) + 1), generator=generator)
-    rng = torch.get_rng_state()
-    was_training = model.training
-    model.train()
-    try:
-        best = {False: float("inf"), True: float("inf")}
-        for bf16 in (False, True):  # the first step of each builds its kernels: not timed
-            _one_step(model, tokens[:, :-1], tokens[:, 1:], bf16)
-        for _ in range(ROUNDS):
-            for bf16 in (False, True):
-                best[bf16] = min(best[bf16], _one_step(model, tokens[:, :-1], tokens[:, 1:], bf16))
-    finally:
-        model.zero_grad(set_to_none=True)
-        model.train(was_training)
-        torch.set_rng_state(rng)
-    return best[False] / best[True]
+    best = best_step_times(model, tokens, {"fp32": None, "bf16": torch.bfloat16})
+    return best["fp32"] / best["bf16"]
 
 
 class StepTrial:

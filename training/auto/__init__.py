@@ -55,16 +55,14 @@ def fill_missing(given: dict[str, Any], chosen: dict[str, Any]) -> dict[str, Any
     return merged
 
 
-def configure(given: dict[str, Any], data: str | None, budget_s: float | None, device: str, output: Path,
+def configure(given: dict[str, Any], data: str | None, budget_s: float, device: str, output: Path,
               started: float, source: str = "--auto", log: Callable[[str], None] = print) -> AutoChoice:
     """Measure, decide and validate. `given`: the raw config the user gave (a preset with --set applied, or {});
     `started`: time.perf_counter() when the command began, the budget's start."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise AutoError("--auto measures with one process: run it once without torchrun (a short --max-time will do), "
                         "then torchrun ... train --config OUTPUT/resolved.yaml")
-    if budget_s is None:
-        raise AutoError("--auto needs a time budget to size the run for: give --max-time (e.g. --max-time 30m)")
-    check_budget(budget_s)
+    check_budget(budget_s)  # before the survey: a budget too short fails at once
     from training.auto.speed import SpeedMeter
     from training.auto.survey import survey
     from training.data.corpus import load_corpus

@@ -15,14 +15,13 @@ import torch
 
 from lm.cache import cache_dir, read_measurements, record_measurements
 from lm.models import build_model
-from lm.precision import default_probe, machine_key, rows_for
+from lm.precision import machine_key
 from training.auto.rules import Candidate, Speed, parameters_and_flops
-from training.hardware import EMULATED_FACTOR
-from training.step_trial import timed_step
+from training.hardware import EMULATED_FACTOR, bf16_speedup
+from training.step_trial import best_step_times
 
 CACHE_FILE = "auto-speeds.json"
 WINDOW = 64  # tokens per timed row: long enough for attention to count, short enough for a second per shape
-ROUNDS = 3  # timed steps per precision, in turns, after an untimed one (the first builds kernels); the best kept
 _DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -33,8 +32,7 @@ def precisions_to_try(device: torch.device, width: int) -> list[str]:
         return ["bf16" if torch.cuda.is_bf16_supported() else "fp16"]
     if device.type != "cpu":
         return ["fp32"]
-    emulated = default_probe().speedup("bf16", width, rows_for(width), device, autocast=True) < EMULATED_FACTOR
-    return ["fp32"] if emulated else ["fp32", "bf16"]
+    return ["fp32"] if bf16_speedup(device, width) < EMULATED_FACTOR else ["fp32", "bf16"]
 
 
 def measure(candidate: Candidate, device: torch.device) -> tuple[float, str]:
@@ -44,17 +42,7 @@ def measure(candidate: Candidate, device: torch.device) -> tuple[float, str]:
         torch.manual_seed(0)
         model = build_model(candidate.family, {**candidate.options, "vocab_size": candidate.vocab_size}).to(device)
         tokens = torch.randint(candidate.vocab_size, (candidate.batch_size, window + 1), device=device)
-        model.train()
-        precisions = precisions_to_try(device, model.width)
-        best = {precision: float("inf") for precision in precisions}
-        for precision in precisions:  # the first step of each builds its kernels: not timed
-            timed_step(model, tokens[:, :-1], tokens[:, 1:], _DTYPES[precision])
-        # in turns, as training/step_trial.py does: a moment of load elsewhere then slows both precisions, not one
-        for _ in range(ROUNDS):
-            for precision in precisions:
-                best[precision] = min(best[precision],
-                                      timed_step(model, tokens[:, :-1], tokens[:, 1:], _DTYPES[precision]))
-        model.zero_grad(set_to_none=True)
+    best = best_step_times(model, tokens, {p: _DTYPES[p] for p in precisions_to_try(device, model.width)})
     precision = min(best, key=best.get)
     per_token_at_window = model.training_flops_per_token(window)
     per_token = model.training_flops_per_token(candidate.seq_len)  # a GPT's attention grows with the window
