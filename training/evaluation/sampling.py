@@ -12,7 +12,7 @@ from lm.checks import OptionError
 from lm.options import MAX_NEW_TOKENS, SEED, TEMPERATURE, TOP_K, TOP_P, Option
 from training.config import ConfigError
 
-SEED_LIMIT = 2**63  # seeds are below this (lm.options.SEED); seed + i wraps around it
+SEED_LIMIT = SEED.maximum + 1  # seed + i wraps around to stay a seed
 MAX_SAMPLES = 64  # continuations of one prompt, decoded as one batch
 
 
@@ -32,7 +32,7 @@ class SamplingSettings(BaseModel):
     temperature: Annotated[float, by_definition(TEMPERATURE)] = TEMPERATURE.default
     top_k: Annotated[int, by_definition(TOP_K)] = TOP_K.default
     top_p: Annotated[float, by_definition(TOP_P)] = TOP_P.default
-    seed: Annotated[int, by_definition(SEED), Field(ge=0)] = 0
+    seed: Annotated[int, by_definition(SEED)] = 0
 
     def seed_for(self, index: int) -> int:
         """The seed of the `index`-th prompt (or case)."""

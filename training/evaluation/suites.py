@@ -20,7 +20,6 @@ so a suite gives the same figures every run (speed apart).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,11 +28,11 @@ from typing import Annotated, Any, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from lm import load
-from lm.atomic import atomic_write_text
 from lm.generation import Generator
 from lm.options import MAX_NEW_TOKENS, TEMPERATURE
 from training.config import ConfigError, read_yaml
 from training.evaluation.benchmark import generation_speed, model_summary
+from training.evaluation.evaluate import write_json
 from training.evaluation.metrics import distinct_n, repetition_rate
 from training.evaluation.sampling import MAX_SAMPLES, SamplingSettings, by_definition, validated
 
@@ -218,7 +217,7 @@ class SuiteResult:
                 "cases": self.cases, "sampling": self.sampling, "models": self.models}
 
     def save(self, path: str | Path) -> None:
-        atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
+        write_json(self.to_dict(), path)
 
     def rows(self) -> list[tuple[str, list[str]]]:
         """(label, one cell per model) for each row of the table; the best of each measured row in bold."""

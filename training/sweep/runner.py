@@ -77,17 +77,16 @@ def _training_finished(trial_dir: Path) -> bool:
 
 def _evaluate(plan: SweepPlan, trial: Trial, data: str, device: str) -> dict[str, Any]:
     """The trial's figures on its validation text, saved in its evaluations/ as `evaluate` saves them."""
-    from training.evaluation.evaluate import evaluate_model, result_file, write_json
+    from training.evaluation.evaluate import evaluate_model, save_evaluation
     from training.hardware import pick_device
 
     trial_dir = plan.trial_dir(trial)
     evaluation = evaluate_model(str(trial_dir), data, split="valid", device=str(pick_device(device)),
                                 baselines=False)
     evaluation["command"] = f"python -m training evaluate {trial_dir} --data {data} --split valid --no-baselines"
-    saved = result_file(trial_dir, evaluation)
-    write_json(evaluation, saved)
+    saved = save_evaluation(evaluation, trial_dir)
     record = read_config(trial_dir)["training"]
-    nats = evaluation["loss"] * evaluation["tokens"] / evaluation["characters"]
+    nats = evaluation["bits_per_char"] * math.log(2)
     return {"trial": trial.name, "settings": trial.settings, "status": "finished",
             "nats_per_char": nats, "bits_per_char": nats / math.log(2), "loss": evaluation["loss"],
             "tokens": evaluation["tokens"], "characters": evaluation["characters"], "steps": record["steps"],
