@@ -29,7 +29,6 @@ def best_trial(plan: SweepPlan, results: dict[str, dict[str, Any]]) -> Trial | N
 
 def rows(plan: SweepPlan, results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per trial, in trial order: name, settings, figures, rank (1 = best) and whether it is the best."""
-    best = best_trial(plan, results)
     scored = sorted((results[t.name]["nats_per_char"], i) for i, t in enumerate(plan.trials)
                     if (results.get(t.name) or {}).get("nats_per_char") is not None)
     rank = {i: r + 1 for r, (_, i) in enumerate(scored)}
@@ -43,7 +42,7 @@ def rows(plan: SweepPlan, results: dict[str, dict[str, Any]]) -> list[dict[str, 
                       "val_bits_per_char": result.get("bits_per_char"),
                       "steps": result.get("steps"), "train_seconds": result.get("train_seconds"),
                       "stop": result.get("stop_reason"), "status": status, "rank": rank.get(i),
-                      "best": best is not None and trial.name == best.name})
+                      "best": rank.get(i) == 1})  # ranked by (nats/char, trial order): best_trial's choice
     return table
 
 

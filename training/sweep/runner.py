@@ -214,5 +214,6 @@ def run_sweep(plan: SweepPlan, device: str = "auto", progress: bool = True,
         for number, trial in enumerate(pending, start=1):
             log(f"{trial.name} ({number}/{len(pending)}): {trial.describe()}")
             record(trial, run_trial(plan, trial, device, progress))
-    write_report(plan, results)
+    if not pending:  # `record` has written it after each trial; a rerun with nothing left writes it once
+        write_report(plan, results)
     return results
