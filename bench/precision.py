@@ -2,6 +2,7 @@
 
     python bench/precision.py --data /path/to/tinyshakespeare.txt             # both presets, 2 torch threads
     python bench/precision.py shakespeare-gpt --steps 40 --threads 1
+    python bench/precision.py --precisions fp32,auto      # where bf16 is emulated (no AMX/AVX512-BF16): 100x slower
 
 Each (preset, precision) is a real `python -m training train` run of a few dozen steps in its own process; the
 figures are the median training tokens/s and model FLOPs utilisation (the trainer's `mfu`: achieved training FLOPs/s
@@ -61,13 +62,18 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=40, help="training steps per run (default 40)")
     parser.add_argument("--repeat", type=int, default=2, help="runs per (preset, precision), interleaved")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    parser.add_argument("--precisions", default=",".join(PRECISIONS),
+                        help="comma-separated, from fp32, bf16, auto (default all; fp32 first: the ratios' base)")
     args = parser.parse_args()
+    precisions = [name.strip() for name in args.precisions.split(",") if name.strip()]
+    if not precisions or precisions[0] != "fp32" or not set(precisions) <= set(PRECISIONS):
+        parser.error(f"--precisions: fp32 first, then any of {', '.join(PRECISIONS[1:])}")
 
     results: dict[tuple[str, str], list[dict]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-precision-") as tmp:
         for turn in range(args.repeat):
             for preset in args.presets:
-                for precision in PRECISIONS:
+                for precision in precisions:
                     run = one_run(preset, precision, args.steps, args.threads, args.data,
                                   Path(tmp) / f"{preset}-{precision}-{turn}")
                     results.setdefault((preset, precision), []).append(run)
@@ -80,12 +86,13 @@ def main() -> int:
     print("| --- | --- | --- | --- | --- | --- |")
     for preset in args.presets:
         fp32 = statistics.median(r["tokens_per_second"] for r in results[(preset, "fp32")])
-        for precision in PRECISIONS:
+        for precision in precisions:
             runs = results[(preset, precision)]
             speed = statistics.median(r["tokens_per_second"] for r in runs)
             mfu = statistics.median(r["mfu"] for r in runs)
             print(f"| {preset} | {precision} | {runs[-1]['used']} | {speed:,.0f} | {speed / fp32:.2f}x | {mfu:.1%} |")
-        print(f"auto on {preset}: {results[(preset, 'auto')][-1]['reason']}")
+        if "auto" in precisions:
+            print(f"auto on {preset}: {results[(preset, 'auto')][-1]['reason']}")
     print("command: python bench/precision.py " + shlex.join(sys.argv[1:]))
     return 0
 

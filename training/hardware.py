@@ -91,7 +91,7 @@ def resolve_precision(requested: str, device: torch.device, width: int, probe: M
     if requested == "fp32":
         return PrecisionChoice("fp32", requested, "cpu: fp32 as configured")
     speedup = bf16_speedup(device, width, probe)
-    measured = f"bf16 autocast multiplies at {speedup:.2f}x the speed of fp32 at width {width} on this CPU"
+    measured = f"bf16 autocast multiplies at {speedup:.2g}x the speed of fp32 at width {width} on this CPU"
     if requested == "bf16":
         warning = None
         if speedup < SLOW_FACTOR:
@@ -117,8 +117,14 @@ def autocast_factory(device: torch.device, precision: str) -> Callable[[], Conte
 
 def peak_flops(device: torch.device, precision: str, probe: MatmulProbe | None = None) -> float:
     """This machine's measured matmul peak (FLOPs/s) in `precision`, the denominator of model FLOPs
-    utilisation."""
-    return (probe or default_probe()).peak_flops(precision, device, autocast=precision != "fp32")
+    utilisation. A reduced precision that multiplies slower than fp32 (bf16 emulated on a CPU without AVX512-BF16 or
+    AMX) is measured against fp32's peak: the machine could do that work at fp32's speed, and its own emulated
+    "peak" would put utilisation far above 100%."""
+    probe = probe or default_probe()
+    peak = probe.peak_flops(precision, device, autocast=precision != "fp32")
+    if precision == "fp32":
+        return peak
+    return max(peak, probe.peak_flops("fp32", device, autocast=False))
 
 
 def describe(device: torch.device) -> str:

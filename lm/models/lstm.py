@@ -19,6 +19,7 @@ layer then runs as a loop of hand-written cells (nn.LSTM's fused kernel cannot t
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -96,6 +97,26 @@ class Mogrifier(nn.Module):
             else:
                 h = 2 * torch.sigmoid(gate(x)) * h
         return x, h
+
+
+def cpu_lstm_takes_bf16() -> bool:
+    """Whether oneDNN can run nn.LSTM in bf16 on this CPU (AVX512-BF16 or AMX). Elsewhere (AVX2-only CPUs) CPU
+    autocast still sends the fused LSTM to bf16, and oneDNN fails with "could not create a primitive descriptor"."""
+    global _CPU_LSTM_BF16
+    if _CPU_LSTM_BF16 is None:
+        is_supported = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+        _CPU_LSTM_BF16 = bool(is_supported()) if is_supported is not None else True
+    return _CPU_LSTM_BF16
+
+
+_CPU_LSTM_BF16: bool | None = None
+
+
+def recurrence_in_fp32(x: torch.Tensor) -> bool:
+    """Whether the fused LSTM must leave bf16 autocast: on a CPU that cannot run an LSTM in bf16, where the recurrence
+    runs in fp32 (bf16 there would be emulated, 100x slower, if oneDNN took it at all)."""
+    return (x.device.type == "cpu" and torch.is_autocast_enabled("cpu")
+            and torch.get_autocast_dtype("cpu") == torch.bfloat16 and not cpu_lstm_takes_bf16())
 
 
 def lstm_cell(x: torch.Tensor, h: torch.Tensor, cell: torch.Tensor, lstm: nn.LSTM,
@@ -192,10 +213,14 @@ class AWDLSTM(nn.Module):
         h, cell = state
         hx = (h.unsqueeze(0), cell.unsqueeze(0))  # (1, B, H)
         dropped = self._dropped_weight_hh(lstm)
-        if dropped is not None:
-            out, (h, cell) = functional_call(lstm, {"weight_hh_l0": dropped}, (x, hx), strict=False)
-        else:
-            out, (h, cell) = lstm(x, hx)
+        fp32 = recurrence_in_fp32(x)
+        if fp32:
+            x = x.float()
+        with torch.autocast("cpu", enabled=False) if fp32 else contextlib.nullcontext():
+            if dropped is not None:
+                out, (h, cell) = functional_call(lstm, {"weight_hh_l0": dropped}, (x, hx), strict=False)
+            else:
+                out, (h, cell) = lstm(x, hx)
         return out, (h.squeeze(0), cell.squeeze(0))
 
     @staticmethod

@@ -61,6 +61,23 @@ def test_lstm_weight_drop_masks_hidden_to_hidden_weights_in_training_only(monkey
     assert (model.layers[0].weight_hh_l0 == 0).float().mean().item() < 0.01
 
 
+@pytest.mark.parametrize("takes_bf16", [True, False])
+def test_lstm_trains_under_cpu_bf16_autocast_on_any_cpu(monkeypatch, takes_bf16):
+    # AVX2-only CPUs: oneDNN has no bf16 LSTM, and autocast would send the fused layer there and fail
+    from lm.models import lstm as lstm_module
+
+    if takes_bf16 and not lstm_module.cpu_lstm_takes_bf16():
+        pytest.skip("this CPU's oneDNN has no bf16 LSTM (no AVX512-BF16 or AMX)")
+    monkeypatch.setattr(lstm_module, "cpu_lstm_takes_bf16", lambda: takes_bf16)
+    model = tiny_model("lstm", V).train()
+    x = torch.randint(0, V, (2, 8))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(x, model.init_state(2, torch.device("cpu")))
+    out.logits.float().sum().backward()
+    assert out.hidden.dtype == (torch.bfloat16 if takes_bf16 else torch.float32)
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters() if p.requires_grad)
+
+
 def test_lstm_returns_hidden_outputs_for_ar_tar():
     model = tiny_model("lstm", V)
     out = model(torch.randint(0, V, (2, 7)))

@@ -33,12 +33,19 @@ def probe_with(tmp_path: Path, bf16_speedup: float) -> MatmulProbe:
 def test_auto_picks_bf16_on_a_cpu_that_multiplies_faster_in_it(tmp_path):
     choice = resolve_precision("auto", CPU, 192, probe_with(tmp_path, 3.1))
     assert choice.precision == "bf16" and not choice.grad_scaler and choice.warning is None
-    assert "3.10x" in choice.reason and choice.speedup == pytest.approx(3.1)
+    assert "3.1x" in choice.reason and choice.speedup == pytest.approx(3.1)
 
 
 def test_auto_stays_fp32_where_bf16_is_emulated(tmp_path):
     choice = resolve_precision("auto", CPU, 192, probe_with(tmp_path, 1 / 200))
     assert choice.precision == "fp32" and choice.warning is None
+
+
+def test_utilisation_of_an_emulated_bf16_is_measured_against_fp32s_peak(tmp_path):
+    # emulated bf16 multiplies 200x slower: its own "peak" would put a step's utilisation far above 100%
+    assert hardware.peak_flops(CPU, "bf16", probe_with(tmp_path, 1 / 200)) == pytest.approx(1e11)
+    assert hardware.peak_flops(CPU, "bf16", probe_with(tmp_path, 3.0)) == pytest.approx(3e11)
+    assert hardware.peak_flops(CPU, "fp32", probe_with(tmp_path, 3.0)) == pytest.approx(1e11)
 
 
 def test_cuda_uses_bf16_where_supported_else_fp16_with_a_scaler():
