@@ -353,6 +353,12 @@ class Generator:
         """Stop the scheduler's loop (requests still waiting or running get SchedulerClosed)."""
         self.scheduler.stop()
 
+    def __enter__(self) -> Generator:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     def prompt_ids(self, prompt: str | Sequence[int]) -> list[int]:
         """A prompt's token ids: text is encoded; token ids are checked against the vocabulary (OptionError)."""
         if isinstance(prompt, str):

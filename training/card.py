@@ -55,13 +55,13 @@ def _precision_line(training: dict[str, Any]) -> str:
 def _samples(model_dir: Path, chars_per_token: float) -> list[tuple[str, dict[str, Any], str]]:
     from lm import load
 
-    generator = load(model_dir)
     max_new_tokens = max(1, round(SAMPLE_CHARACTERS / chars_per_token))
     samples = []
-    for seed, prompt in enumerate(SAMPLE_PROMPTS, start=1):
-        settings = {**SAMPLE_SETTINGS, "max_new_tokens": max_new_tokens, "seed": seed}
-        result = generator.generate(prompt, **settings)
-        samples.append((prompt, settings, result.text))
+    with load(model_dir) as generator:
+        for seed, prompt in enumerate(SAMPLE_PROMPTS, start=1):
+            settings = {**SAMPLE_SETTINGS, "max_new_tokens": max_new_tokens, "seed": seed}
+            result = generator.generate(prompt, **settings)
+            samples.append((prompt, settings, result.text))
     return samples
 
 

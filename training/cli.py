@@ -515,17 +515,17 @@ def cmd_train_tokenizer(args: argparse.Namespace) -> int:
 def cmd_generate(args: argparse.Namespace) -> int:
     from lm import load
 
-    generator = load(args.model_dir, device=args.device)
-    stream = generator.stream(args.prompt, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-                              top_k=args.top_k, top_p=args.top_p, seed=args.seed)
-    sys.stdout.write(args.prompt)
-    sys.stdout.flush()
-    try:
-        for event in stream:
-            sys.stdout.write(event.text)
-            sys.stdout.flush()
-    finally:
-        stream.close()
+    with load(args.model_dir, device=args.device) as generator:
+        stream = generator.stream(args.prompt, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                                  top_k=args.top_k, top_p=args.top_p, seed=args.seed)
+        sys.stdout.write(args.prompt)
+        sys.stdout.flush()
+        try:
+            for event in stream:
+                sys.stdout.write(event.text)
+                sys.stdout.flush()
+        finally:
+            stream.close()
     sys.stdout.write("\n")
     return 0
 

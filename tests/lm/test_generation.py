@@ -65,6 +65,15 @@ def test_stream_close_stops_generation(model_dir):
     assert stream.result is None
 
 
+def test_a_generator_used_as_a_context_manager_stops_its_scheduler(model_dir):
+    from lm.scheduler import SchedulerClosed
+
+    with load(model_dir) as generator:
+        assert len(generator.generate("It", max_new_tokens=5, seed=1).tokens) == 5
+    with pytest.raises(SchedulerClosed):
+        generator.generate("It", max_new_tokens=5, seed=1)
+
+
 def test_num_return_sequences_are_decoded_as_one_batch(model_dir):
     result = load(model_dir).generate("It", max_new_tokens=15, num_return_sequences=3, seed=2)
     assert len(result.choices) == 3

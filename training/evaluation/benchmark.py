@@ -43,7 +43,12 @@ def model_summary(generator: Generator, model_dir: str) -> dict[str, Any]:
 
 
 def benchmark_model(model_dir: str, device: str = "cpu", new_tokens: int = 64, seed: int = 0) -> dict[str, Any]:
-    generator = load(model_dir, device=device)
+    with load(model_dir, device=device) as generator:
+        return measure_generator(generator, model_dir, new_tokens, seed)
+
+
+def measure_generator(generator: Generator, model_dir: str, new_tokens: int, seed: int) -> dict[str, Any]:
+    """The benchmark's figures for a loaded model: completions, seed consistency, repetition and speed."""
     out = model_summary(generator, model_dir)
 
     completions = []

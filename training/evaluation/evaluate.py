@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from lm import load
 from lm.atomic import atomic_write_text
@@ -151,12 +150,9 @@ def run_evaluation(model_dir: str, data: str | None = None, split: str | None = 
                                 plots_dir=plots_dir, baselines=baselines, dynamic=dynamic, include=include,
                                 exclude=exclude, quantize=quantize)
     if prompts:
-        generator = load(model_dir, device=device, quantize=quantize)
-        try:
+        with load(model_dir, device=device, quantize=quantize) as generator:
             result["custom_prompts"] = continue_prompts(generator, prompts, sampling or SamplingSettings(),
                                                         prompts_source)
-        finally:
-            generator.close()
     return result
 
 
@@ -247,15 +243,14 @@ def generation_diversity(model_dir: str, text: str, device: str, samples: int, t
                          seed: int = 0, quantize: str | None = None) -> dict[str, float]:
     """distinct-1, distinct-2 and the repeated-4-gram rate of a few sampled continuations (temperature 1) of
     prompts taken at evenly spaced places in the text."""
-    generator = load(model_dir, device=device, quantize=quantize)
     sequences = []
-    for i, start in enumerate(np.linspace(0, max(0, len(text) - 200), samples).astype(int)):
-        line_start = text.rfind("\n", 0, start) + 1
-        prompt = text[line_start: line_start + 80]
-        with torch.no_grad():
+    with load(model_dir, device=device, quantize=quantize) as generator:
+        for i, start in enumerate(np.linspace(0, max(0, len(text) - 200), samples).astype(int)):
+            line_start = text.rfind("\n", 0, start) + 1
+            prompt = text[line_start: line_start + 80]
             result = generator.generate(prompt, max_new_tokens=tokens, temperature=1.0, seed=seed + i,
                                         stop_at_eos=False)
-        sequences.append([event.id for event in result.tokens])
+            sequences.append([event.id for event in result.tokens])
     return {
         "samples": samples,
         "new_tokens": tokens,

@@ -126,11 +126,8 @@ class BenchmarkSuite(BaseModel):
             update={"max_new_tokens": MAX_NEW_TOKENS.check(max_new_tokens)})
         models = []
         for model_dir in model_dirs:  # one model in memory at a time
-            generator = load(model_dir, device=device)
-            try:
+            with load(model_dir, device=device) as generator:
                 models.append(self.run_model(generator, str(model_dir), settings))
-            finally:
-                generator.close()
         return SuiteResult(self.name, self.description, self.chosen_measures(), self.case_names(),
                            settings.model_dump(), models)
 

@@ -40,10 +40,10 @@ class Material:
 
 
 def material(loaded: LoadedModel, sample_tokens: int = 512) -> Material:
-    generator = Generator(loaded)
     context = loaded.model.context_length or sample_tokens
-    result = generator.generate("\n", max_new_tokens=sample_tokens, temperature=1.0, seed=SAMPLE_SEED,
-                                stop_at_eos=False)
+    with Generator(loaded) as generator:
+        result = generator.generate("\n", max_new_tokens=sample_tokens, temperature=1.0, seed=SAMPLE_SEED,
+                                    stop_at_eos=False)
     sample = loaded.tokenizer.encode("\n") + [event.id for event in result.tokens]
     prompts = [loaded.tokenizer.encode(p) or [loaded.tokenizer.start_id] for p in SAMPLE_PROMPTS]
     texts = [p[:context] for p in prompts] + [sample[:context]]
