@@ -6,8 +6,8 @@ start at once, and a changed corpus, cleaner or vocabulary can never reuse stale
 vocabulary fits, else uint32. They are memory-mapped, not loaded, so a corpus larger than memory can be trained on
 (the batch samplers only touch the windows they read).
 
-Encoding overlaps reading: while the library encodes one chunk's pieces on every core (it lets go of Python's lock),
-the next chunk is read and cleaned.
+Encoding overlaps reading: while one chunk's pieces are encoded on every core (tiktoken's encoder for BPE, the
+`tokenizers` library for word: both let go of Python's lock), the next chunk is read and cleaned.
 """
 
 from __future__ import annotations
