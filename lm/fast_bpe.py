@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -86,12 +87,8 @@ def tiktoken_encoder(spec: dict[str, Any]) -> Any | None:
 def encode_pieces(encoder: Any, pieces: Sequence[str]) -> np.ndarray:
     """The ids of the pieces' concatenation, each piece encoded on its own, on every core (tiktoken's encoder lets
     go of Python's lock)."""
+    if not pieces:
+        return np.zeros(0, dtype=np.int64)
     threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    encoded = encoder.encode_ordinary_batch(list(pieces), num_threads=max(1, threads))
-    total = sum(map(len, encoded))
-    ids = np.empty(total, dtype=np.int64)
-    at = 0
-    for piece_ids in encoded:
-        ids[at:at + len(piece_ids)] = piece_ids
-        at += len(piece_ids)
-    return ids
+    with ThreadPoolExecutor(max_workers=max(1, min(threads, len(pieces)))) as pool:
+        return np.concatenate([np.array(ids, dtype=np.int64) for ids in pool.map(encoder.encode_ordinary, pieces)])
