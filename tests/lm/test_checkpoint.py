@@ -5,6 +5,7 @@ import torch
 
 import lm.checkpoint as checkpoint
 from lm import CheckpointError, load, load_model_dir, save_model_dir, train_tokenizer
+from lm.precision import MatmulProbe
 
 from .conftest import tiny_model
 
@@ -29,7 +30,11 @@ def test_weights_can_be_stored_in_half_precision(tmp_path, char_tokenizer, dtype
     save_model_dir(tmp_path / "m", model, char_tokenizer, dtype=dtype)
     stored = load_file(str(tmp_path / "m" / "model.safetensors"))
     assert all(t.dtype == torch_dtype for t in stored.values())
-    loaded = load_model_dir(tmp_path / "m").model
+    # a machine where half precision is emulated (slower than fp32) computes in fp32; which dtype a real machine
+    # computes in is its probe's answer (tests/lm/test_precision.py)
+    emulated = MatmulProbe(tmp_path / "probe.json",
+                           measure=lambda precisions, *args: {p: 100.0 if p == "fp32" else 1.0 for p in precisions})
+    loaded = load_model_dir(tmp_path / "m", probe=emulated).model
     assert next(loaded.parameters()).dtype == torch.float32
     tokens = torch.randint(0, char_tokenizer.vocab_size, (1, 10))
     assert torch.allclose(loaded(tokens).logits, model(tokens).logits, atol=0.05)
