@@ -78,7 +78,7 @@ def tiktoken_encoder(spec: dict[str, Any]) -> Any | None:
             return None
         made.add(token_id)
         last = token_id
-    if made != {i for token, i in vocab.items() if len(bytes(to_byte[c] for c in token)) > 1}:
+    if made != {i for token_bytes, i in ranks.items() if len(token_bytes) > 1}:
         return None
     return tiktoken.Encoding(name="scriptorium-bpe", pat_str=_BYTE_LEVEL_REGEX, mergeable_ranks=ranks,
                              special_tokens={})

@@ -18,6 +18,7 @@ hundred times faster than the library measures on this machine. Tests hold each 
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -77,7 +78,6 @@ class Tokenizer:
         self.unk_id: int | None = hf.token_to_id(UNK) if kind != "bpe" else None
         self.eos_id: int | None = hf.token_to_id(EOS) if kind == "word" else None
         self._table: np.ndarray | None = None  # char: code point -> id, built on first use
-        self._tiktoken: Any = None  # bpe: tiktoken's encoder for this vocabulary (False: the library's), on first use
 
     @property
     def vocab_size(self) -> int:
@@ -109,23 +109,23 @@ class Tokenizer:
         return self.encode_pieces(split_at_newlines(text, chunk_chars))
 
     def encode_pieces(self, pieces: Sequence[str]) -> np.ndarray:
-        """The ids of the pieces' concatenation, each piece encoded on its own (cut them at line breaks): BPE and
-        word in one batch (the library encodes it on every core, without Python's lock), char by table lookup, BPE
-        through tiktoken where it gives the library's ids (lm/fast_bpe.py)."""
+        """The ids of the pieces' concatenation, each piece encoded on its own (cut them at line breaks): char by
+        table lookup; BPE through tiktoken's encoder where it gives the library's ids (lm/fast_bpe.py); word, and
+        any other BPE, in one batch of the library (it encodes on every core, without Python's lock)."""
         if self.kind == "char":
             ids = [self._char_ids(piece) for piece in pieces]
         elif self.kind == "word":
             ids = [np.asarray(self.encode(piece), dtype=np.int64) for piece in pieces]
-        elif self._fast_bpe():
+        elif self._tiktoken is not None:
             return fast_bpe.encode_pieces(self._tiktoken, pieces)
         else:
             ids = [np.asarray(enc.ids, dtype=np.int64) for enc in self.hf.encode_batch_fast(list(pieces))]
         return np.concatenate(ids) if ids else np.zeros(0, dtype=np.int64)
 
-    def _fast_bpe(self) -> bool:
-        if self._tiktoken is None:
-            self._tiktoken = fast_bpe.tiktoken_encoder(json.loads(self.to_str())) or False
-        return self._tiktoken is not False
+    @functools.cached_property
+    def _tiktoken(self) -> Any | None:
+        """tiktoken's encoder for this BPE vocabulary, or None where it would not give the library's ids."""
+        return fast_bpe.tiktoken_encoder(json.loads(self.to_str()))
 
     def _char_ids(self, text: str) -> np.ndarray:
         """What the library gives a char tokenizer (one token per code point; `<unk>` for a code point outside the
