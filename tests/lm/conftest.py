@@ -37,3 +37,15 @@ def model_dir(request, tmp_path, char_tokenizer):
     path = tmp_path / f"tiny-{request.param}"
     save_model_dir(path, model, char_tokenizer, metadata={"metrics": {"val_loss": 2.0}})
     return path
+
+
+class FakeMeasure:
+    """Stands in for timing: fixed FLOPs/s per precision, counting the calls."""
+
+    def __init__(self, **flops: float) -> None:
+        self.flops = {"fp32": 100.0, **flops}
+        self.calls: list[tuple] = []
+
+    def __call__(self, precisions, width, rows, device, autocast):
+        self.calls.append((tuple(precisions), width, rows, autocast))
+        return {p: self.flops[p] for p in precisions}

@@ -7,7 +7,7 @@ import lm.checkpoint as checkpoint
 from lm import CheckpointError, load, load_model_dir, save_model_dir, train_tokenizer
 from lm.precision import MatmulProbe
 
-from .conftest import tiny_model
+from .conftest import FakeMeasure, tiny_model
 
 
 def test_round_trip_keeps_weights_and_metadata(tmp_path, char_tokenizer):
@@ -32,8 +32,7 @@ def test_weights_can_be_stored_in_half_precision(tmp_path, char_tokenizer, dtype
     assert all(t.dtype == torch_dtype for t in stored.values())
     # a machine where half precision is emulated (slower than fp32) computes in fp32; which dtype a real machine
     # computes in is its probe's answer (tests/lm/test_precision.py)
-    emulated = MatmulProbe(tmp_path / "probe.json",
-                           measure=lambda precisions, *args: {p: 100.0 if p == "fp32" else 1.0 for p in precisions})
+    emulated = MatmulProbe(tmp_path / "probe.json", measure=FakeMeasure(bf16=1.0, fp16=1.0))
     loaded = load_model_dir(tmp_path / "m", probe=emulated).model
     assert next(loaded.parameters()).dtype == torch.float32
     tokens = torch.randint(0, char_tokenizer.vocab_size, (1, 10))

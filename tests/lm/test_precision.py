@@ -13,21 +13,9 @@ from lm.cache import cache_dir
 from lm.checkpoint import compute_dtype, load_model_dir
 from lm.precision import CACHE_FILE, MatmulProbe, default_probe, measure_flops
 
-from tests.lm.conftest import tiny_model
+from tests.lm.conftest import FakeMeasure, tiny_model
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-class FakeMeasure:
-    """Stands in for timing: fixed FLOPs/s per precision, counting the calls."""
-
-    def __init__(self, **flops: float) -> None:
-        self.flops = {"fp32": 100.0, **flops}
-        self.calls: list[tuple] = []
-
-    def __call__(self, precisions, width, rows, device, autocast):
-        self.calls.append((tuple(precisions), width, rows, autocast))
-        return {p: self.flops[p] for p in precisions}
 
 
 def test_the_probe_measures_fp32_and_the_precision_together_once_then_reads_its_cache(tmp_path):
