@@ -115,18 +115,67 @@ def test_the_speed_meter_caches_and_estimates_once_its_time_is_spent(tmp_path):
 
     def measure(candidate, device):
         calls.append(candidate)
-        return 1000.0, "bf16"
+        return 1000.0, "bf16", 2500.0
 
     import torch
 
     meter = SpeedMeter(torch.device("cpu"), limit_s=0.0, path=tmp_path / "speeds.json", measure_with=measure)
     small = Candidate("gpt", (("n_layer", 1), ("n_embd", 32), ("n_head", 2), ("context_length", 64)), 100, 4, 64)
     large = Candidate("gpt", (("n_layer", 2), ("n_embd", 64), ("n_head", 2), ("context_length", 64)), 100, 4, 64)
-    assert meter(small) == Speed(1000.0, "bf16", "measured")
+    assert meter(small) == Speed(1000.0, "bf16", "measured", 2500.0)
     estimated = meter(large)  # the limit is spent: estimated by FLOPs from the measured shape
     assert estimated.how == "estimated from FLOPs" and estimated.tokens_per_second < 1000 and len(calls) == 1
+    assert estimated.validation_tokens_per_second / estimated.tokens_per_second == pytest.approx(2.5)
     again = SpeedMeter(torch.device("cpu"), limit_s=0.0, path=tmp_path / "speeds.json", measure_with=measure)
-    assert again(small) == Speed(1000.0, "bf16", "cached") and len(calls) == 1
+    assert again(small) == Speed(1000.0, "bf16", "cached", 2500.0) and len(calls) == 1
+
+
+def test_validations_are_paid_for_out_of_the_training_time():
+    def speed_of(validation_rate):
+        return lambda candidate: Speed(40_000.0, "fp32", "injected", validation_rate)
+
+    given = {"model": {"type": "gpt", "n_layer": 2, "n_embd": 64, "n_head": 2}}  # one shape: only steps differ
+    quick = plan_run(stats(1_000_000), 600, 580, speed_of(1e12), given)
+    slow = plan_run(stats(1_000_000), 600, 580, speed_of(40_000.0), given)  # validating as slow as training
+    step_s = 32 * 128 / 40_000.0
+    assert quick.expected_steps == int(580 / step_s)  # validation (nearly) free: every second is a step
+    t = slow.raw["training"]
+    validation_s = 10 * t["eval_batches"] * 32 * 128 / 40_000.0
+    assert slow.expected_steps == int((580 - validation_s) / step_s) and slow.expected_steps < quick.expected_steps
+    assert t["max_time"] == 580  # the schedule still ends at the budget
+    assert "of validation" in " ".join(slow.reasons)
+
+
+def test_a_speed_without_a_timed_validation_counts_a_forward_as_a_third_of_a_step():
+    assert Speed(1000.0, "fp32", "injected").validation_rate() == 3000.0
+    assert Speed(1000.0, "fp32", "injected", 2000.0).validation_rate() == 2000.0
+
+
+def test_the_speed_meter_times_whole_steps_and_validation_on_the_run_window():
+    import torch
+
+    from training.auto.speed import measure
+
+    candidate = Candidate("gpt", (("n_layer", 1), ("n_embd", 32), ("n_head", 2), ("context_length", 16)), 50, 4, 16)
+    before = torch.random.get_rng_state()
+    tokens_per_second, precision, validation_tokens_per_second = measure(candidate, torch.device("cpu"))
+    assert torch.equal(before, torch.random.get_rng_state())  # the run's seed decides alone
+    assert precision in ("fp32", "bf16") and tokens_per_second > 0
+    assert validation_tokens_per_second > tokens_per_second  # a forward without backward or optimizer step
+
+
+def test_speeds_cached_by_the_old_method_are_measured_again(tmp_path):
+    import json as json_module
+
+    import torch
+
+    path = tmp_path / "speeds.json"
+    meter = SpeedMeter(torch.device("cpu"), limit_s=10.0, path=path,
+                       measure_with=lambda candidate, device: (500.0, "fp32", 1500.0))
+    small = Candidate("gpt", (("n_layer", 1), ("n_embd", 32), ("n_head", 2), ("context_length", 64)), 100, 4, 64)
+    old_key = meter._key(small).replace("|whole-steps|", "|")
+    path.write_text(json_module.dumps({old_key: [9999.0, "bf16"]}))
+    assert meter(small) == Speed(500.0, "fp32", "measured", 1500.0)
 
 
 def test_survey_reads_the_text(tmp_path):

@@ -101,9 +101,14 @@ class Candidate:
 
 @dataclass(frozen=True)
 class Speed:
-    tokens_per_second: float
+    tokens_per_second: float  # whole training steps (forward, backward, optimizer)
     precision: str  # what ran fastest: fp32, bf16 or fp16
     how: str  # "measured", "cached" or "estimated from FLOPs"
+    validation_tokens_per_second: float | None = None  # forward only; None: not timed, taken as 3x a training step's
+
+    def validation_rate(self) -> float:
+        # a forward pass is about a third of a training step's FLOPs (backward costs two forwards)
+        return self.validation_tokens_per_second or 3 * self.tokens_per_second
 
 
 SpeedOf = Callable[[Candidate], Speed]
@@ -216,6 +221,18 @@ def ladder(family: str, given_model: Mapping[str, Any], batch_size: int, seq_len
     return candidates
 
 
+def loop_tokens(speed: Speed, train_s: float, batch_size: int, seq_len: int,
+                eval_rows: int) -> tuple[float, int, float]:
+    """(training tokens the loop reads in `train_s` once its EVALUATIONS validations are paid for, validation batches
+    per validation, the seconds all validations take): the trainer's clock runs through its validations."""
+    for eval_batches in (16, 8):  # 16 batches where the run makes 1,000 steps or more
+        validation_s = EVALUATIONS * eval_batches * eval_rows * seq_len / speed.validation_rate()
+        tokens = max(0.0, train_s - validation_s) * speed.tokens_per_second
+        if tokens >= 1000 * batch_size * seq_len:
+            break
+    return tokens, eval_batches, validation_s
+
+
 def dropout_for(passes: float) -> float:
     return next(p for limit, p in DROPOUT_BY_PASSES if passes < limit)
 
@@ -236,6 +253,7 @@ def plan_run(stats: CorpusStats, budget_s: float, train_s: float, speed_of: Spee
     family, why_family = choose_family(budget_s, device, given_model)
     batch_size = int(given_training.get("batch_size", 32 if device == "cpu" else 64))
     seq_len = int(given_training.get("seq_len", given_model.get("context_length", 128 if device == "cpu" else 256)))
+    eval_rows = int(given_training.get("eval_batch_size") or (16 if family == "lstm" else batch_size))
 
     chosen = None
     for candidate in ladder(family, given_model, batch_size, seq_len, vocab_for_model):
@@ -243,7 +261,7 @@ def plan_run(stats: CorpusStats, budget_s: float, train_s: float, speed_of: Spee
         if chosen is not None and params > PARAMETERS_PER_TRAIN_TOKEN * train_tokens:
             break
         speed = speed_of(candidate)
-        tokens = speed.tokens_per_second * train_s
+        tokens, eval_batches, validation_s = loop_tokens(speed, train_s, batch_size, seq_len, eval_rows)
         if chosen is None:
             if tokens / (batch_size * seq_len) < MIN_STEPS:
                 raise AutoError(f"--max-time {budget_s:g}s is too short: the smallest {candidate.label()} would take "
@@ -251,8 +269,8 @@ def plan_run(stats: CorpusStats, budget_s: float, train_s: float, speed_of: Spee
                                 f"measuring (it needs {MIN_STEPS}); give a longer --max-time")
         elif tokens < TOKENS_PER_PARAMETER * params:
             break
-        chosen = (candidate, params, speed, tokens)
-    candidate, params, speed, tokens = chosen
+        chosen = (candidate, params, speed, tokens, eval_batches, validation_s)
+    candidate, params, speed, tokens, eval_batches, validation_s = chosen
     steps = int(tokens / (batch_size * seq_len))
     passes = tokens / train_tokens
     dropout = dropout_for(passes)
@@ -277,13 +295,14 @@ def plan_run(stats: CorpusStats, budget_s: float, train_s: float, speed_of: Spee
     training.update(
         optimizer="adamw", lr=lr, min_lr=round(lr / 20, 8), schedule="warmup_cosine", batch_size=batch_size,
         seq_len=seq_len, warmup_steps=int(min(100, max(10, steps // 20))), max_steps=1_000_000_000,
-        max_time=round(train_s, 1), eval_interval=evaluations_every, eval_batches=8 if steps < 1000 else 16,
+        max_time=round(train_s, 1), eval_interval=evaluations_every, eval_batches=eval_batches,
         log_interval=10, precision=speed.precision, patience=PATIENCE if passes >= EARLY_STOPPING_FROM_PASSES else None,
         seed=1337)
     raw = {"data": data, "model": model, "training": training}
 
     size_why = (f"{candidate.label()} ({params / 1e6:.2f}M parameters): {speed.tokens_per_second:,.0f} tokens/s "
-                f"({speed.how}, {speed.precision}), ~{steps:,} steps, {tokens / 1e6:.1f}M tokens in {train_s:.0f}s = "
+                f"({speed.how}, {speed.precision}), ~{steps:,} steps, {tokens / 1e6:.1f}M tokens in {train_s:.0f}s "
+                f"less ~{validation_s:.0f}s of validation = "
                 f"{tokens / params:.1f} per parameter (the largest shape with >= {TOKENS_PER_PARAMETER:g}, "
                 f"<= {PARAMETERS_PER_TRAIN_TOKEN:g} parameters per training token)")
     stop = (f"early stopping after {PATIENCE} validations without improvement" if training["patience"]
