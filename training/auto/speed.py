@@ -27,7 +27,7 @@ from training.auto.rules import Candidate, Speed, parameters_and_flops
 from training.hardware import EMULATED_FACTOR, bf16_speedup
 
 CACHE_FILE = "auto-speeds.json"
-METHOD = "whole-steps"  # part of the cache key: speeds timed another way (the 64-token forward and backward) are not reused
+METHOD = "whole-steps"  # in the cache key: speeds timed the first way (64-token forward and backward) are not reused
 ROUNDS = 3  # timed steps per precision, after one untimed step that builds the kernels
 _DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
