@@ -41,7 +41,7 @@ from training import distributed, resume
 from training.averaging import WeightAverage
 from training.config import Config
 from training.data.corpus import Corpus, load_corpus
-from training.data.token_cache import encode_part
+from training.data.token_cache import encode_part, encode_parts
 from training.data.tokenizer_training import tokenizer_for
 from training.evaluation import plots
 from training.evaluation.metrics import TokenStats, bits_per_char, perplexity, unigram_loss
@@ -179,8 +179,7 @@ class Trainer:
         if not corpus.characters("train") or not corpus.characters("valid"):
             raise TrainingError(f"data source {corpus.source}: the train or valid split is empty")
         if self.dist.is_main:
-            for split in ("train", "valid"):
-                encode_part(corpus.part(split), tokenizer, log=self._log)
+            encode_parts([corpus.part("train"), corpus.part("valid")], tokenizer, log=self._log)
             distributed.barrier(self.dist)
         return corpus, tokenizer, model
 

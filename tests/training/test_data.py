@@ -17,7 +17,7 @@ from training.data import corpus as corpus_module
 from training.data.cleaners import get_cleaner
 from training.data.corpus import CleanedText, DataError, Part, load_corpus, load_whole, split_text
 from training.data.sources import memory_source
-from training.data.token_cache import encode_part
+from training.data.token_cache import encode_part, encode_parts
 
 
 def test_nanogpt_split_sizes():
@@ -164,6 +164,38 @@ def test_token_cache_reuses_and_keys_by_tokenizer(tmp_path):
     word = train_tokenizer("word", text)
     assert encode_part(_part(text), word, tmp_path).filename != first.filename
     assert encode_part(_part(text + "!"), char, tmp_path).filename != first.filename
+
+
+def test_parts_encoded_together_read_the_text_once_and_match_each_part(monkeypatch, tmp_path):
+    raw = "".join(f"ROMEO {i}:\n  But soft, what light through yonder window {i * 7} breaks?\n\n" for i in range(300))
+    path = tmp_path / "play.txt"
+    path.write_text(raw, encoding="utf-8")
+    monkeypatch.setattr(corpus_module, "READ_CHUNK", 777)
+    monkeypatch.setattr(corpus_module, "CLEAN_CHUNK", 500)
+    corpus = load_corpus(DataConfig(source=str(path), split=[0.7, 0.2, 0.1]))
+    corpus.text("train")  # counts the characters (one pass) before the passes counted below
+    tokenizer = train_tokenizer("bpe", corpus.text("train"), vocab_size=300)
+    passes = []
+    chunks = CleanedText.chunks
+    monkeypatch.setattr(CleanedText, "chunks", lambda self, start=0, end=None: (passes.append(start),
+                                                                                 chunks(self, start, end))[1])
+    parts = [corpus.part("valid"), corpus.part("train"), corpus.part("test")]  # any order
+    ids = encode_parts(parts, tokenizer, tmp_path)
+    assert passes == [0]  # valid and test did not read the train part's text again
+    passes.clear()
+    for part, got in zip(parts, ids):  # the ids each part gets encoded on its own
+        assert got.tolist() == encode_part(part, tokenizer, tmp_path / "alone").tolist()
+    again = encode_parts(parts, tokenizer, tmp_path)  # cached: nothing read
+    assert [a.filename for a in again] == [i.filename for i in ids]
+
+
+def test_parts_of_split_files_are_encoded_each_from_its_own_file(tmp_path):
+    for name, text in (("train", "alpha beta gamma\n" * 40), ("valid", "beta gamma\n" * 10)):
+        (tmp_path / f"{name}.txt").write_text(text, encoding="utf-8")
+    corpus = load_corpus(DataConfig(source=str(tmp_path)))
+    char = train_tokenizer("char", corpus.text("train"))
+    train, valid = encode_parts([corpus.part("train"), corpus.part("valid")], char, tmp_path / "cache")
+    assert train.tolist() == char.encode(corpus.text("train")) and valid.tolist() == char.encode(corpus.text("valid"))
 
 
 TINYSHAKESPEARE = ROOT.parent / "shared" / "data" / "tinyshakespeare.txt"
