@@ -71,7 +71,7 @@ def trained_gpt(tmp_path_factory, cache_dir) -> Path:
     return out
 
 
-def _train_export_gpt(out: Path, cache_dir: Path, positions: str, bias: bool) -> Path:
+def _train_export_gpt(out: Path, cache_dir: Path, positions: str, bias: bool, mlp: str = "gelu") -> Path:
     import torch
 
     from training.config import config_from_dict
@@ -79,7 +79,8 @@ def _train_export_gpt(out: Path, cache_dir: Path, positions: str, bias: bool) ->
 
     config = tiny_config("gpt", max_steps=150, eval_interval=50, batch_size=16, seq_len=96, lr=0.01)
     config["data"].update(tokenizer="bpe", vocab_size=300, synthetic_chars=40000)
-    config["model"].update(context_length=96, n_layer=2, n_head=2, n_embd=32, positions=positions, bias=bias)
+    config["model"].update(context_length=96, n_layer=2, n_head=2, n_embd=32, positions=positions, bias=bias,
+                           mlp=mlp)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a model this small trains no faster on two, and far slower on a busy machine
     try:
@@ -102,3 +103,9 @@ def rotary_bpe_gpt(tmp_path_factory, cache_dir) -> Path:
 def learned_bpe_gpt(tmp_path_factory, cache_dir) -> Path:
     """The other GPT layout: learned positions and biases (GPT-2 in transformers and llama.cpp)."""
     return _train_export_gpt(tmp_path_factory.mktemp("models") / "learned-gpt", cache_dir, "learned", True)
+
+
+@pytest.fixture(scope="session")
+def relu2_bpe_gpt(tmp_path_factory, cache_dir) -> Path:
+    """The rotary GPT with the shipped GPT's ReLU-squared MLP (transformers' `relu2` activation)."""
+    return _train_export_gpt(tmp_path_factory.mktemp("models") / "relu2-gpt", cache_dir, "rotary", False, "relu2")

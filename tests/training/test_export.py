@@ -93,13 +93,20 @@ def test_an_option_an_exporter_does_not_know_is_refused_in_one_line(fmt):
 
 @pytest.mark.parametrize("fmt, model_type, option, value", [
     *[(fmt, "gpt", "qk_norm", True) for fmt in ("hf", "gguf", "onnx")],
-    *[(fmt, "gpt", "mlp", mlp) for fmt in ("hf", "gguf") for mlp in ("relu2", "swiglu")],
+    *[(fmt, "gpt", "mlp", mlp) for fmt, mlp in (("hf", "swiglu"), ("gguf", "relu2"), ("gguf", "swiglu"))],
     ("onnx", "lstm", "mogrifier_rounds", 2),
 ])
 def test_a_quality_option_a_format_cannot_express_is_refused_in_one_line(fmt, model_type, option, value):
     with pytest.raises(ExportError, match=rf"option {option}={value!r} \(supported: ") as caught:
         check_exportable(fmt, _config(model_type, **{option: value}))
     assert "\n" not in str(caught.value)
+
+
+def test_a_refused_option_names_the_formats_that_take_it():
+    with pytest.raises(ExportError, match=r"mlp='relu2' \(supported: 'gelu'\); export it with --format hf or onnx$"):
+        check_exportable("gguf", _config(mlp="relu2"))
+    with pytest.raises(ExportError, match=r"qk_norm=True \(supported: False\)$"):  # no format takes it
+        check_exportable("gguf", _config(qk_norm=True))
 
 
 @pytest.mark.parametrize("fmt, model_type, kind, hint", [
@@ -179,6 +186,7 @@ def _hf_greedy_text(folder: Path, prompt: str, n: int) -> str:
 
 @pytest.mark.parametrize("fixture, architecture", [("rotary_bpe_gpt", "GPTNeoXForCausalLM"),
                                                    ("learned_bpe_gpt", "GPT2LMHeadModel"),
+                                                   ("relu2_bpe_gpt", "GPTNeoXForCausalLM"),
                                                    ("trained_gpt", "GPTNeoXForCausalLM")])  # char tokenizer
 def test_hf_export_loads_natively_and_computes_what_we_compute(fixture, architecture, request, tmp_path):
     _require("transformers", "transformers")

@@ -30,8 +30,11 @@ _GPT_CORE: dict[str, set | None] = {
     "attn_dropout": ANY,  # training only
     "zero_init_proj": {True, False},  # how training starts, nothing the trained weights keep
     "qk_norm": {False},  # GPT-NeoX and GPT-2 have no normalised queries and keys
-    "mlp": {"gelu"},  # ... and a GELU MLP only
+    "mlp": {"gelu"},  # ... and llama.cpp's GPT-NeoX and GPT-2 graphs a GELU MLP only
 }
+
+# transformers' GPT-NeoX and GPT-2 take their activation from the config: GELU or ReLU squared ("relu2")
+_GPT_HF: dict[str, set | None] = {**_GPT_CORE, "mlp": {"gelu", "relu2"}}
 
 # the ONNX graph runs each block's own MLP module, so every MLP traces exactly; its attention is spelled out
 # without QK-norm
@@ -54,7 +57,7 @@ _LSTM_ONNX: dict[str, set | None] = {
 
 # format -> model type -> option whitelist; a model type missing here has no native form in that format
 MODEL_OPTIONS: dict[str, dict[str, dict[str, set | None]]] = {
-    "hf": {"gpt": _GPT_CORE},
+    "hf": {"gpt": _GPT_HF},
     "gguf": {"gpt": _GPT_CORE},
     "onnx": {"gpt": _GPT_ONNX, "lstm": _LSTM_ONNX},
 }
@@ -92,7 +95,12 @@ def check_exportable(fmt: str, config: dict[str, Any]) -> None:
         values = allowed[name]
         if values is not ANY and value not in values:
             shown = ", ".join(repr(v) for v in sorted(values, key=str))
-            raise ExportError(f"cannot export to {fmt}: {model_type} option {name}={value!r} (supported: {shown})")
+            others = [other for other, types in MODEL_OPTIONS.items()
+                      if other != fmt and name in types.get(model_type, {})
+                      and (types[model_type][name] is ANY or value in types[model_type][name])]
+            way_out = f"; export it with --format {' or '.join(others)}" if others else ""
+            raise ExportError(f"cannot export to {fmt}: {model_type} option {name}={value!r} (supported: {shown})"
+                              f"{way_out}")
     kind = config["tokenizer"]["kind"]
     if kind not in TOKENIZER_KINDS[fmt]:
         raise ExportError(f"cannot export a model with a {kind} tokenizer to {fmt}: {_WHY_NOT[(fmt, kind)]}")
