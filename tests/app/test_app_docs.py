@@ -40,7 +40,8 @@ def test_models_example_is_what_the_shipped_models_answer(monkeypatch):
     assert documented == _rounded(answer)
 
 
-SHIPPED_TEXT = sorted(p for pattern in ("*/card.md", "*/config.json", "*/evaluation.json", "*/train_config.yaml")
+SHIPPED_TEXT = sorted(p for pattern in ("*/card.md", "*/config.json", "*/evaluation.json", "*/evaluations/*.json",
+                                         "*/train_config.yaml")
                       for p in SHIPPED.glob(pattern))
 
 
