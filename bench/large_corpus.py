@@ -59,11 +59,12 @@ def build(megabytes: float, out: Path) -> None:
     print(f"{out}: {written:,} bytes from {len(files):,} files")
 
 
-def prepare(path: Path, tokenizer: str, vocab_size: int | None, sample: int) -> tuple[dict, object]:
+def prepare(path: Path, tokenizer: str, vocab_size: int | None, sample: int,
+            apart: bool = False) -> tuple[dict, object]:
     """What `train` does with the data before its first step; the seconds each stage took."""
     from training.config import DataConfig
     from training.data.corpus import load_corpus
-    from training.data.token_cache import encode_part
+    from training.data.token_cache import encode_part, encode_parts
     from training.data.tokenizer_training import learn_tokenizer
 
     times, start = {}, time.perf_counter()
@@ -73,7 +74,10 @@ def prepare(path: Path, tokenizer: str, vocab_size: int | None, sample: int) -> 
     times["hash"] = time.perf_counter() - start
     tok = learn_tokenizer(corpus.part("train"), config, log=print)
     times["tokenizer (and counting)"] = time.perf_counter() - start - sum(times.values())
-    ids = {split: len(encode_part(corpus.part(split), tok)) for split in ("train", "valid")}
+    if apart:  # as before the trainer encoded its parts together: the valid part reads through the train part's text
+        ids = {split: len(encode_part(corpus.part(split), tok)) for split in ("train", "valid")}
+    else:  # as the trainer does: both parts in one pass over the text
+        ids = dict(zip(("train", "valid"), map(len, encode_parts([corpus.part("train"), corpus.part("valid")], tok))))
     times["encode train and valid"] = time.perf_counter() - start - sum(times.values())
     figures = {"seconds": time.perf_counter() - start, "stages": times, "tokens": ids,
                "characters": {s: corpus.characters(s) for s in ("train", "valid")}}
@@ -94,7 +98,7 @@ def evaluation_start(path: Path, tokenizer) -> float:
 
 def child(args: argparse.Namespace) -> None:
     """One measured run in this process; prints a JSON line."""
-    result, tokenizer = prepare(Path(args.path), args.tokenizer, args.vocab_size, args.sample)
+    result, tokenizer = prepare(Path(args.path), args.tokenizer, args.vocab_size, args.sample, args.apart)
     usage = resource.getrusage(resource.RUSAGE_SELF)
     result["peak_rss_mb"] = usage.ru_maxrss / 1024
     result["cpu_seconds"] = usage.ru_utime + usage.ru_stime
@@ -113,7 +117,8 @@ def measure(args: argparse.Namespace) -> None:
         for second in (False, True):
             command = [sys.executable, __file__, "child", args.path, "--tokenizer", args.tokenizer,
                        "--sample", str(args.sample)] + (["--vocab-size", str(args.vocab_size)] if args.vocab_size
-                                                        else []) + (["--second"] if second else [])
+                                                        else []) + (["--second"] if second else []) + (
+                ["--apart"] if args.apart else [])
             started = time.perf_counter()
             done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
             if done.returncode != 0:
@@ -167,6 +172,9 @@ def main() -> None:
         p.add_argument("--vocab-size", type=int)
         p.add_argument("--sample", type=int, default=10_000_000, help="data.tokenizer_sample")
         p.add_argument("--second", action="store_true", help=argparse.SUPPRESS)
+        p.add_argument("--apart", action="store_true",
+                       help="encode the train and valid parts one after the other, each from the start of the text "
+                            "(as before they shared one pass), to measure what the shared pass saves")
     args = parser.parse_args()
     if args.command == "build":
         build(args.megabytes, args.out)
