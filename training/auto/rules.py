@@ -203,7 +203,7 @@ def ladder(family: str, given_model: Mapping[str, Any], batch_size: int, seq_len
     the size leaves one)."""
     shapes = []
     if family == "gpt":
-        for layers, width, heads in GPT_LADDER:  # the shipped GPT's MLP and initialisation (docs/benchmarks.md)
+        for layers, width, heads in GPT_LADDER:  # ReLU squared, zero-init: -0.046 nats/char at 12 min (benchmarks.md)
             shapes.append({"type": "gpt", "n_layer": layers, "n_embd": width, "n_head": heads,
                            "context_length": seq_len, "positions": "rotary", "mlp": "relu2", "zero_init_proj": True})
     else:
