@@ -87,8 +87,8 @@ def tiktoken_encoder(spec: dict[str, Any]) -> Any | None:
 def encode_pieces(encoder: Any, pieces: Sequence[str]) -> np.ndarray:
     """The ids of the pieces' concatenation, each piece encoded on its own, on every core (tiktoken's encoder lets
     go of Python's lock)."""
-    if not pieces:
-        return np.zeros(0, dtype=np.int64)
+    if len(pieces) <= 1:  # a prompt: no threads to start
+        return np.array(encoder.encode_ordinary(pieces[0]) if pieces else [], dtype=np.int64)
     threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=max(1, min(threads, len(pieces)))) as pool:
         return np.concatenate([np.array(ids, dtype=np.int64) for ids in pool.map(encoder.encode_ordinary, pieces)])

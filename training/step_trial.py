@@ -35,20 +35,28 @@ ROUNDS = 3
 STABLE = 1.25  # two measurements within this factor of each other are cached
 
 
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work, so that a clock read after it counts that work."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def autocast_loss(model: torch.nn.Module, tokens: torch.Tensor, targets: torch.Tensor,
+                  dtype: torch.dtype | None) -> torch.Tensor:
+    """The next-token loss of `model` on `tokens`, its forward under autocast to `dtype` (None: fp32)."""
+    with torch.autocast(tokens.device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+        logits = model(tokens).logits  # (rows, seq_len, vocab)
+        return F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
+
+
 def timed_step(model: torch.nn.Module, tokens: torch.Tensor, targets: torch.Tensor,
                dtype: torch.dtype | None = None) -> float:
     """Seconds for one forward and backward of `model` on `tokens` (on their device), under autocast to `dtype`
     (None: fp32)."""
-    device = tokens.device
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    synchronize(tokens.device)
     start = time.perf_counter()
-    with torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
-        logits = model(tokens).logits  # (rows, seq_len, vocab)
-        loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
-    loss.backward()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    autocast_loss(model, tokens, targets, dtype).backward()
+    synchronize(tokens.device)
     return time.perf_counter() - start
 
 

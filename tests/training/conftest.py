@@ -107,5 +107,5 @@ def learned_bpe_gpt(tmp_path_factory, cache_dir) -> Path:
 
 @pytest.fixture(scope="session")
 def relu2_bpe_gpt(tmp_path_factory, cache_dir) -> Path:
-    """The rotary GPT with the shipped GPT's ReLU-squared MLP (transformers' `relu2` activation)."""
+    """The rotary GPT with a ReLU-squared MLP (what --auto gives its GPTs; transformers' `relu2` activation)."""
     return _train_export_gpt(tmp_path_factory.mktemp("models") / "relu2-gpt", cache_dir, "rotary", False, "relu2")

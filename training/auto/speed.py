@@ -18,13 +18,13 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from lm.cache import cache_dir, read_measurements, record_measurements
 from lm.models import build_model
 from lm.precision import machine_key
 from training.auto.rules import Candidate, Speed, parameters_and_flops
 from training.hardware import EMULATED_FACTOR, bf16_speedup
+from training.step_trial import autocast_loss, synchronize
 
 CACHE_FILE = "auto-speeds.json"
 METHOD = "whole-steps"  # in the cache key: speeds timed the first way (64-token forward and backward) are not reused
@@ -49,37 +49,27 @@ def _timing_model(candidate: Candidate) -> torch.nn.Module:
     return build_model(candidate.family, {**regularised, **candidate.options, "vocab_size": candidate.vocab_size})
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _whole_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, tokens: torch.Tensor,
                 dtype: torch.dtype | None) -> float:
     """Seconds for one training step as the trainer takes it: forward and backward under autocast to `dtype` (None:
     fp32), gradient clipping, the optimizer's step."""
-    _sync(tokens.device)
+    synchronize(tokens.device)
     start = time.perf_counter()
     optimizer.zero_grad(set_to_none=True)
-    with torch.autocast(tokens.device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
-        logits = model(tokens[:, :-1]).logits  # (rows, window, vocab)
-        loss = F.cross_entropy(logits.float().flatten(0, 1), tokens[:, 1:].flatten())
-    loss.backward()
+    autocast_loss(model, tokens[:, :-1], tokens[:, 1:], dtype).backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
     optimizer.step()
-    _sync(tokens.device)
+    synchronize(tokens.device)
     return time.perf_counter() - start
 
 
 @torch.no_grad()
 def _validation_forward(model: torch.nn.Module, tokens: torch.Tensor, dtype: torch.dtype | None) -> float:
     """Seconds for one validation batch: the forward pass and its loss, without gradients."""
-    _sync(tokens.device)
+    synchronize(tokens.device)
     start = time.perf_counter()
-    with torch.autocast(tokens.device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
-        logits = model(tokens[:, :-1]).logits
-        F.cross_entropy(logits.float().flatten(0, 1), tokens[:, 1:].flatten())
-    _sync(tokens.device)
+    autocast_loss(model, tokens[:, :-1], tokens[:, 1:], dtype)
+    synchronize(tokens.device)
     return time.perf_counter() - start
 
 

@@ -2,7 +2,8 @@
 
 Rotary GPTs become `GPTNeoXForCausalLM` (use_parallel_residual=False, rotary_pct=1.0: the whole head rotates),
 learned-position GPTs `GPT2LMHeadModel`, with the activation "gelu" (the exact one) or, for a ReLU-squared MLP,
-"relu2"; see `training.export.decoder` for why the weights map one to one. The tokenizer travels as our own `tokenizer.json`, read by `PreTrainedTokenizerFast`.
+"relu2": our `mlp` names are transformers' activation names. See `training.export.decoder` for why the weights map
+one to one. The tokenizer travels as our own `tokenizer.json`, read by `PreTrainedTokenizerFast`.
 Writing the folder needs no `transformers`; checking it does (`check_export`).
 """
 
@@ -54,10 +55,6 @@ def _gpt2_layout(tensor: torch.Tensor) -> torch.Tensor:
     return tensor.t() if tensor.dim() == 2 else tensor
 
 
-# our MLP kinds by their names in transformers' ACT2FN ("gelu" is the exact GELU, as ours; "relu2" squares a ReLU)
-_ACTIVATIONS = {"gelu": "gelu", "relu2": "relu2"}
-
-
 def _neox(t: DecoderTensors, cfg) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     tensors = {"gpt_neox.embed_in.weight": t.embedding}  # embed_out is tied to it (tie_word_embeddings)
     for i, b in enumerate(t.blocks):
@@ -73,7 +70,7 @@ def _neox(t: DecoderTensors, cfg) -> tuple[dict[str, torch.Tensor], dict[str, An
         "num_hidden_layers": cfg.n_layer,
         "num_attention_heads": cfg.n_head,
         "intermediate_size": 4 * cfg.n_embd,
-        "hidden_act": _ACTIVATIONS[cfg.mlp],
+        "hidden_act": cfg.mlp,  # gelu or relu2 (support.py), ACT2FN names alike
         "max_position_embeddings": cfg.context_length,
         "rotary_pct": 1.0,
         "rotary_emb_base": cfg.rope_base,
@@ -103,7 +100,7 @@ def _gpt2(t: DecoderTensors, cfg) -> tuple[dict[str, torch.Tensor], dict[str, An
         "n_head": cfg.n_head,
         "n_inner": 4 * cfg.n_embd,
         "n_positions": cfg.context_length,
-        "activation_function": _ACTIVATIONS[cfg.mlp],
+        "activation_function": cfg.mlp,
         "layer_norm_epsilon": LAYER_NORM_EPS,
         "resid_pdrop": 0.0,
         "embd_pdrop": 0.0,

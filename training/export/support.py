@@ -80,6 +80,11 @@ _WHY_NOT = {
 }
 
 
+def _takes(fmt: str, model_type: str, name: str, value: Any) -> bool:
+    allowed = MODEL_OPTIONS[fmt].get(model_type, {})
+    return name in allowed and (allowed[name] is ANY or value in allowed[name])
+
+
 def check_exportable(fmt: str, config: dict[str, Any]) -> None:
     """Raise ExportError unless `fmt` reproduces the model of this config.json (model options and tokenizer)."""
     model_type = config["model_type"]
@@ -95,9 +100,7 @@ def check_exportable(fmt: str, config: dict[str, Any]) -> None:
         values = allowed[name]
         if values is not ANY and value not in values:
             shown = ", ".join(repr(v) for v in sorted(values, key=str))
-            others = [other for other, types in MODEL_OPTIONS.items()
-                      if other != fmt and name in types.get(model_type, {})
-                      and (types[model_type][name] is ANY or value in types[model_type][name])]
+            others = [other for other in MODEL_OPTIONS if other != fmt and _takes(other, model_type, name, value)]
             way_out = f"; export it with --format {' or '.join(others)}" if others else ""
             raise ExportError(f"cannot export to {fmt}: {model_type} option {name}={value!r} (supported: {shown})"
                               f"{way_out}")
