@@ -47,11 +47,18 @@ LSTM_FROM_S = 8 * 60
 
 # Size. Of the presets that did well, the shipped 60-minute GPT read 4.6 training tokens per parameter, the
 # shipped LSTM 3.0 and gpt-small at 224 s (which beat nanoGPT's recipe) 2.2: the largest shape of the ladder that
-# reads at least TOKENS_PER_PARAMETER tokens per parameter in the budget is chosen. A model is also kept below
-# PARAMETERS_PER_TRAIN_TOKEN parameters per training token (the shipped LSTM: 8.4, with dropout 0.2 over ~25
-# passes), so a small text gets a small model.
+# reads at least TOKENS_PER_PARAMETER tokens per parameter in the budget is chosen (on TinyShakespeare at 2 minutes,
+# 4.6 passes, the 3 x 96 GPT it gives beat a 4 x 128 reading 1.4 per parameter by 4.6%). A text the budget would
+# read MANY_PASSES times or more gets a larger shape still, the largest that reads it at least that often: a pass
+# more over the same text is worth less than a larger model. On two tiny corpora (81K characters, 2 minutes) the
+# GPTs that read them 16-50 times were within 1-3% of each other, and those at 115 and 10 passes 4-14% worse;
+# 20 picks 4 x 128 (25 passes) on both, within 1.5% of the best on each (bench/measurements/auto-sizes.md). A
+# model also stays below PARAMETERS_PER_TRAIN_TOKEN parameters per training token: the LSTM 8 (at 60 minutes on
+# TinyShakespeare its 2 x 384, 5 per token, beat 2 x 512, 8.7 per token), the GPT 24 (that 4 x 128 has 18; a 4 x
+# 192, 40, was the best on one tiny corpus and 2.5% behind on the other).
 TOKENS_PER_PARAMETER = 2.0
-PARAMETERS_PER_TRAIN_TOKEN = 8.0
+MANY_PASSES = 20.0
+PARAMETERS_PER_TRAIN_TOKEN = {"gpt": 24.0, "lstm": 8.0}
 GPT_LADDER = ((2, 64, 2), (3, 96, 3), (4, 128, 4), (4, 192, 4), (6, 192, 6), (6, 256, 4), (8, 384, 6),
               (12, 512, 8), (12, 768, 12))  # (layers, width, heads): gpt-small is 4 x 128, the shipped GPT 6 x 192
 LSTM_LADDER = ((2, 128), (2, 256), (2, 384), (2, 512), (3, 768), (3, 1150))  # (layers, hidden = tied embedding)
@@ -258,7 +265,7 @@ def plan_run(stats: CorpusStats, budget_s: float, train_s: float, speed_of: Spee
     chosen = None
     for candidate in ladder(family, given_model, batch_size, seq_len, vocab_for_model):
         params, _ = parameters_and_flops(candidate)
-        if chosen is not None and params > PARAMETERS_PER_TRAIN_TOKEN * train_tokens:
+        if chosen is not None and params > PARAMETERS_PER_TRAIN_TOKEN[family] * train_tokens:
             break
         speed = speed_of(candidate)
         tokens, eval_batches, validation_s = loop_tokens(speed, train_s, batch_size, seq_len, eval_rows)
@@ -267,7 +274,7 @@ def plan_run(stats: CorpusStats, budget_s: float, train_s: float, speed_of: Spee
                 raise AutoError(f"--max-time {budget_s:g}s is too short: the smallest {candidate.label()} would take "
                                 f"{tokens / (batch_size * seq_len):.0f} steps in the {train_s:.0f}s left after "
                                 f"measuring (it needs {MIN_STEPS}); give a longer --max-time")
-        elif tokens < TOKENS_PER_PARAMETER * params:
+        elif tokens < TOKENS_PER_PARAMETER * params and tokens / train_tokens < MANY_PASSES:
             break
         chosen = (candidate, params, speed, tokens, eval_batches, validation_s)
     candidate, params, speed, tokens, eval_batches, validation_s = chosen
@@ -303,8 +310,9 @@ def plan_run(stats: CorpusStats, budget_s: float, train_s: float, speed_of: Spee
     size_why = (f"{candidate.label()} ({params / 1e6:.2f}M parameters): {speed.tokens_per_second:,.0f} tokens/s "
                 f"({speed.how}, {speed.precision}), ~{steps:,} steps, {tokens / 1e6:.1f}M tokens in {train_s:.0f}s "
                 f"less ~{validation_s:.0f}s of validation = "
-                f"{tokens / params:.1f} per parameter (the largest shape with >= {TOKENS_PER_PARAMETER:g}, "
-                f"<= {PARAMETERS_PER_TRAIN_TOKEN:g} parameters per training token)")
+                f"{tokens / params:.1f} per parameter (the largest shape reading >= {TOKENS_PER_PARAMETER:g} tokens "
+                f"per parameter or the text >= {MANY_PASSES:g} times, with <= {PARAMETERS_PER_TRAIN_TOKEN[family]:g} "
+                f"parameters per training token)")
     stop = (f"early stopping after {PATIENCE} validations without improvement" if training["patience"]
             else "no early stopping (under 2 passes, each batch is new text)")
     reasons = [
