@@ -51,7 +51,7 @@ LSTM_FROM_S = 8 * 60
 # 4.6 passes, the 3 x 96 GPT it gives beat a 4 x 128 reading 1.4 per parameter by 4.6%). A text the budget would
 # read MANY_PASSES times or more gets a larger shape still, the largest that reads it at least that often: a pass
 # more over the same text is worth less than a larger model. On two tiny corpora (81K characters, 2 minutes) the
-# GPTs that read them 16-50 times were within 1-3% of each other, and those at 115 and 10 passes 4-14% worse;
+# GPTs that read them 16-50 times were within 2-3% of each other, and those at 115 and 10 passes 3-16% worse;
 # 20 picks 4 x 128 (25 passes) on both, within 1.5% of the best on each (bench/measurements/auto-sizes.md). A
 # model also stays below PARAMETERS_PER_TRAIN_TOKEN parameters per training token: the LSTM 8 (at 60 minutes on
 # TinyShakespeare its 2 x 384, 5 per token, beat 2 x 512, 8.7 per token), the GPT 24 (that 4 x 128 has 18; a 4 x
