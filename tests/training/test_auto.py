@@ -10,8 +10,9 @@ import yaml
 
 from tests.training.conftest import run_cli, tiny_config, write_config
 from training.auto import RESOLVED_FILE, fill_missing
-from training.auto.rules import (MANY_PASSES, PARAMETERS_PER_TRAIN_TOKEN, AutoError, Candidate, CorpusStats, Speed,
-                                 choose_family, choose_tokenizer, parameters_and_flops, plan_run)
+from training.auto.rules import (ATTENTION_DROPOUT_FROM_STEPS, MANY_PASSES, PARAMETERS_PER_TRAIN_TOKEN, AutoError,
+                                 Candidate, CorpusStats, Speed, choose_family, choose_tokenizer, parameters_and_flops,
+                                 plan_run)
 from training.auto.speed import SpeedMeter
 from training.auto.survey import survey
 from training.config import DataConfig, config_from_dict, load_config
@@ -89,6 +90,19 @@ def test_a_longer_budget_or_a_faster_device_gets_a_larger_model():
     faster = plan_run(stats(50_000_000), 300, 280, flops_speed(100 * CPU_2_CORES), {})
     assert faster.params > small.params
     assert faster.expected_steps > 0 and small.expected_steps > 0
+
+
+def test_a_gpt_keeps_attention_dropout_off_only_in_a_short_run():
+    given = {"model": {"type": "gpt", "n_layer": 2, "n_embd": 64, "n_head": 2}}  # one shape: only the steps differ
+
+    def speed(candidate):
+        return Speed(40_000.0, "fp32", "injected")
+    short = plan_run(stats(1_000_000), 60, 55, speed, given)  # ~500 steps
+    long = plan_run(stats(1_000_000), 600, 580, speed, given)  # ~5,600 steps
+    assert short.expected_steps < ATTENTION_DROPOUT_FROM_STEPS <= long.expected_steps
+    assert short.raw["model"]["attn_dropout"] == 0.0
+    assert long.raw["model"]["attn_dropout"] == long.raw["model"]["dropout"] > 0
+    assert "attention 0:" in " ".join(short.reasons)
 
 
 def test_vocabulary_choice():

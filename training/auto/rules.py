@@ -67,6 +67,7 @@ LSTM_LADDER = ((2, 128), (2, 256), (2, 384), (2, 512), (3, 768), (3, 1150))  # (
 # and the shipped models (~25 passes in an hour, dropout 0.2) are the measured points; the rest is a guess that
 # grows with them, with early stopping behind it.
 DROPOUT_BY_PASSES = ((1.5, 0.0), (6.0, 0.1), (30.0, 0.2), (100.0, 0.3), (math.inf, 0.4))
+ATTENTION_DROPOUT_FROM_STEPS = 1000  # a GPT's attention dropout: off below (a short run learns faster), = dropout from
 EARLY_STOPPING_FROM_PASSES = 2.0  # below, every batch is new text: validation cannot rise from memorising it
 PATIENCE = 3
 EVALUATIONS = 10  # validations in a run: enough for early stopping, few enough to cost ~5% of the steps
@@ -288,8 +289,9 @@ def plan_run(stats: CorpusStats, budget_s: float, train_s: float, speed_of: Spee
         data["vocab_size"] = vocab
     model = {"type": family, **candidate.options}
     if family == "gpt":
-        # attention dropout off: -0.028 nats/char at 12 minutes for the shipped GPT (and the fused CPU kernel)
-        model.update(dropout=dropout, attn_dropout=0.0)
+        # attention dropout off for short runs: the shipped GPT led without it up to ~1,000 steps (-0.028 nats/char
+        # at 12 minutes) and trailed from ~1,200 on (+0.023 at an hour's 3,100 steps, benchmarks.md)
+        model.update(dropout=dropout, attn_dropout=0.0 if steps < ATTENTION_DROPOUT_FROM_STEPS else dropout)
         lr = 3e-3 if width <= 128 else 2e-3 if width <= 256 else 1e-3  # gpt-small, shakespeare-gpt, 6 x 384
         training = {"weight_decay": 0.1, "grad_clip": 1.0, "betas": [0.9, 0.99]}
     else:  # the shipped LSTM's proportions between its dropouts, scaled with the passes
@@ -321,8 +323,9 @@ def plan_run(stats: CorpusStats, budget_s: float, train_s: float, speed_of: Spee
         f"tokenizer: {why_tokenizer}",
         f"family: {why_family}",
         f"size: {size_why}",
-        f"regularisation: {passes:.1f} passes over ~{train_tokens:,} training tokens -> dropout {dropout:g}, "
-        f"weight decay {training['weight_decay']:g}, {stop}",
+        f"regularisation: {passes:.1f} passes over ~{train_tokens:,} training tokens -> dropout {dropout:g}"
+        + (f" (attention {model['attn_dropout']:g}: {steps:,} steps)" if family == "gpt" else "")
+        + f", weight decay {training['weight_decay']:g}, {stop}",
         f"schedule: warmup {training['warmup_steps']} steps, cosine from lr {lr:g} to {training['min_lr']:g} ending "
         f"at {train_s:.0f}s, validation every {evaluations_every} steps",
     ]
