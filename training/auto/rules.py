@@ -67,6 +67,11 @@ LSTM_LADDER = ((2, 128), (2, 256), (2, 384), (2, 512), (3, 768), (3, 1150))  # (
 # and the shipped models (~25 passes in an hour, dropout 0.2) are the measured points; the rest is a guess that
 # grows with them, with early stopping behind it.
 DROPOUT_BY_PASSES = ((1.5, 0.0), (6.0, 0.1), (30.0, 0.2), (100.0, 0.3), (math.inf, 0.4))
+# Peak learning rate by the model's width, the first row the width fits under: the GPT's from gpt-small,
+# shakespeare-gpt and nanoGPT's 6 x 384; the LSTM's 3e-3 up to 384 from the shipped 2 x 384's hour pairs (3e-3 beat
+# 2e-3 by 0.016-0.017 nats/char, benchmarks.md), the wider rates unmeasured.
+LEARNING_RATE_BY_WIDTH = {"gpt": ((128, 3e-3), (256, 2e-3), (math.inf, 1e-3)),
+                          "lstm": ((384, 3e-3), (512, 2e-3), (math.inf, 1e-3))}
 ATTENTION_DROPOUT_FROM_STEPS = 1000  # a GPT's attention dropout: off below (a short run learns faster), = dropout from
 EARLY_STOPPING_FROM_PASSES = 2.0  # below, every batch is new text: validation cannot rise from memorising it
 PATIENCE = 3
@@ -245,6 +250,10 @@ def dropout_for(passes: float) -> float:
     return next(p for limit, p in DROPOUT_BY_PASSES if passes < limit)
 
 
+def learning_rate_for(family: str, width: int) -> float:
+    return next(lr for limit, lr in LEARNING_RATE_BY_WIDTH[family] if width <= limit)
+
+
 def plan_run(stats: CorpusStats, budget_s: float, train_s: float, speed_of: SpeedOf, given: Mapping[str, Any],
              device: str = "cpu", source: str = "the data") -> Plan:
     """The config sections --auto fills. `budget_s`: the whole budget (decides the family); `train_s`: what is left
@@ -283,6 +292,7 @@ def plan_run(stats: CorpusStats, budget_s: float, train_s: float, speed_of: Spee
     passes = tokens / train_tokens
     dropout = dropout_for(passes)
     width = candidate.options.get("n_embd", candidate.options.get("hidden_size"))
+    lr = learning_rate_for(family, width)
 
     data = {"tokenizer": kind}
     if vocab:
@@ -292,13 +302,10 @@ def plan_run(stats: CorpusStats, budget_s: float, train_s: float, speed_of: Spee
         # attention dropout off for short runs: the shipped GPT led without it up to ~1,000 steps (-0.028 nats/char
         # at 12 minutes) and trailed from ~1,200 on (+0.023 at an hour's 3,100 steps, benchmarks.md)
         model.update(dropout=dropout, attn_dropout=0.0 if steps < ATTENTION_DROPOUT_FROM_STEPS else dropout)
-        lr = 3e-3 if width <= 128 else 2e-3 if width <= 256 else 1e-3  # gpt-small, shakespeare-gpt, 6 x 384
         training = {"weight_decay": 0.1, "grad_clip": 1.0, "betas": [0.9, 0.99]}
     else:  # the shipped LSTM's proportions between its dropouts, scaled with the passes
         model.update(dropout=dropout, dropout_hidden=dropout, dropout_input=round(dropout / 2, 3),
                      dropout_embedding=round(dropout / 4, 3), weight_drop=dropout)
-        # 3e-3 up to 384 wide: the shipped 2 x 384 learnt more in its hour at 3e-3 than at 2e-3 (benchmarks.md)
-        lr = 3e-3 if width <= 384 else 2e-3 if width <= 512 else 1e-3
         training = {"weight_decay": 0.1 if passes >= 30 else 0.01, "grad_clip": 0.25, "alpha": 2.0, "beta": 1.0,
                     "variable_bptt": True, "eval_batch_size": 16}
     evaluations_every = max(10, steps // EVALUATIONS)
