@@ -206,21 +206,55 @@ def test_gpt_attention_dropout_defaults_to_dropout_and_can_be_set_apart(monkeypa
     import lm.models.gpt as gpt_module
 
     seen = []
-    real = gpt_module.F.scaled_dot_product_attention
+    fused, written_out = gpt_module.F.scaled_dot_product_attention, gpt_module.causal_attention_with_dropout
 
-    def spy(*args, dropout_p=0.0, **kwargs):
-        seen.append(dropout_p)
-        return real(*args, dropout_p=dropout_p, **kwargs)
+    def spy_fused(*args, dropout_p=0.0, **kwargs):
+        seen.append(("fused", dropout_p))
+        return fused(*args, dropout_p=dropout_p, **kwargs)
 
-    monkeypatch.setattr(gpt_module.F, "scaled_dot_product_attention", spy)
+    def spy_written_out(q, k, v, p):
+        seen.append(("written out", p))
+        return written_out(q, k, v, p)
+
+    monkeypatch.setattr(gpt_module.F, "scaled_dot_product_attention", spy_fused)
+    monkeypatch.setattr(gpt_module, "causal_attention_with_dropout", spy_written_out)
     tokens = torch.randint(0, V, (2, 8))
     tiny_model("gpt", V, dropout=0.3).train()(tokens)
-    assert seen == [0.3, 0.3]
+    assert seen == [("written out", 0.3)] * 2  # on a CPU, attention dropout's mask comes from lm.models.dropout
     seen.clear()
     apart = tiny_model("gpt", V, dropout=0.3, attn_dropout=0.0).train()
     apart(tokens)
-    assert seen == [0.0, 0.0]  # residual dropout stays on: two passes differ
-    assert not torch.equal(apart(tokens).logits, apart(tokens).logits)
+    assert seen == [("fused", 0.0)] * 2
+    assert not torch.equal(apart(tokens).logits, apart(tokens).logits)  # residual dropout stays on
+    seen.clear()
+    apart.eval()(tokens)
+    assert seen == [("fused", 0.0)] * 2
+
+
+def test_written_out_attention_is_the_fused_attention_without_dropout():
+    from lm.models.gpt import causal_attention_with_dropout
+
+    q, k, v = torch.randn(3, 2, 3, 7, 8).unbind(0)  # (B, nh, T, hs) each
+    expected = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    assert torch.allclose(causal_attention_with_dropout(q, k, v, 0.0), expected, atol=1e-6)
+    # the first query sees only the first key, with weight 1: dropped (0) or kept and scaled (2 at p = 0.5)
+    first = causal_attention_with_dropout(q, k, v, 0.5)[:, :, 0]  # (B, nh, hs)
+    for out, value in zip(first.reshape(-1, 8), v[:, :, 0].reshape(-1, 8)):
+        assert torch.equal(out, torch.zeros(8)) or torch.allclose(out, 2 * value, atol=1e-3)
+
+
+def test_written_out_attention_computes_in_float32_under_bf16_autocast():
+    # as torch's own unfused CPU kernel does: attention logits in bf16 would be off by ~0.1 at this scale
+    from lm.models.gpt import causal_attention_with_dropout
+
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(4, 6, 64, 32) * scale for scale in (3, 3, 1))
+    q, k, v = q.bfloat16(), k.bfloat16(), v.bfloat16()
+    expected = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), is_causal=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = causal_attention_with_dropout(q, k, v, 0.0)
+    assert got.dtype == torch.bfloat16
+    assert (got.float() - expected).abs().max() < 0.03
 
 
 def test_gpt_relu_squared_and_swiglu_activations():
