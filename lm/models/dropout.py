@@ -1,4 +1,4 @@
-"""Dropout whose mask is cut from random bits, for CPU training (the GPT's dropouts, the LSTM's weight drop).
+"""Dropout whose mask is cut from random bits, for the GPT's CPU training.
 
 On a CPU, torch draws a dropout mask (`bernoulli_`) one random number per element: in the shipped GPT's training
 step that was a fifth of the time (docs/benchmarks.md, "Dropout from random bits"). Here each element's keep/drop

@@ -28,7 +28,6 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from lm import checks
-from lm.models.dropout import dropout
 from lm.models.family import RecurrentFamily
 from lm.models.output import ModelOutput
 
@@ -207,7 +206,7 @@ class AWDLSTM(nn.Module):
     def _dropped_weight_hh(self, lstm: nn.LSTM) -> torch.Tensor | None:
         """DropConnect's masked hidden-to-hidden matrix for this forward pass; None outside training."""
         if self.training and self.config.weight_drop > 0.0:
-            return dropout(lstm.weight_hh_l0, self.config.weight_drop, training=True)
+            return F.dropout(lstm.weight_hh_l0, p=self.config.weight_drop, training=True)
         return None
 
     def _run_layer(self, lstm: nn.LSTM, x: torch.Tensor, state):
