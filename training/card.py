@@ -52,6 +52,15 @@ def _precision_line(training: dict[str, Any]) -> str:
             + (f"; {threads} torch thread{'s' if threads != 1 else ''}" if threads else ""))
 
 
+def _teacher_lines(training: dict[str, Any]) -> list[str]:
+    teacher = training.get("teacher")
+    if not isinstance(teacher, dict):
+        return []
+    return [f"- **Teacher:** distilled from `{teacher.get('name')}` (knowledge distillation, "
+            f"{teacher.get('weight')} of the objective is the KL divergence to its next-token distributions); "
+            f"the teacher's own training time is not in the figure above"]
+
+
 def _samples(model_dir: Path, chars_per_token: float) -> list[tuple[str, dict[str, Any], str]]:
     from lm import load
 
@@ -161,6 +170,7 @@ def render_card(model_dir: str | Path) -> str:
         f"(total over every resumed session)",
         f"- **Hardware:** {training.get('hardware', 'unknown')}",
         f"- **Precision:** {_precision_line(training)}",
+        *_teacher_lines(training),
         f"- **Curve:** `{METRICS_FILE}` (one JSON object per logged step) and `{CURVE_FILE}`",
         "",
         "## How good it is",

@@ -100,6 +100,9 @@ class TrainingConfig:
     averaging: Literal["none", "ema", "swa"] = "none"
     ema_decay: float = 0.999  # ema: avg <- decay * avg + (1 - decay) * weights, after every step
     swa_start: float = 0.75  # swa: the plain mean of the weights from this fraction of the run on
+    # distillation (training/distillation.py): a model directory whose next-token distributions are learned too
+    teacher: Union[str, None] = None
+    teacher_weight: float = 0.5  # the KL term's share of the objective; the cross-entropy gets the rest
 
 
 @dataclass
@@ -339,6 +342,8 @@ def validate(config: Config) -> None:
     need(t.threads is None or t.threads >= 1, "training.threads", "must be >= 1")
     need(0 < t.ema_decay < 1, "training.ema_decay", "must be in (0, 1)")
     need(0 <= t.swa_start < 1, "training.swa_start", "must be in [0, 1)")
+    need(t.teacher is None or bool(t.teacher.strip()), "training.teacher", "must not be empty")
+    need(0 < t.teacher_weight <= 1, "training.teacher_weight", "must be in (0, 1]")
     need(t.averaging == "none" or t.optimizer != "ntasgd", "training.averaging",
          "ntasgd averages the weights itself; use averaging: none with it")
     from training.loggers import LOGGER_NAMES

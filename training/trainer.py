@@ -34,7 +34,7 @@ from tqdm import tqdm
 from lm.atomic import atomic_write_text
 from lm.batches import Batch
 from lm.checks import OptionError
-from lm.checkpoint import CURVE_FILE, RESUME_DIR, TOKENIZER_FILE, TRAIN_CONFIG_FILE, load_model_dir, save_model_dir
+from lm.checkpoint import CONFIG_FILE, CURVE_FILE, RESUME_DIR, TOKENIZER_FILE, TRAIN_CONFIG_FILE, load_model_dir, save_model_dir
 from lm.models import build_model, family_of
 from lm.tokenizers import Tokenizer
 from training import distributed, resume
@@ -43,6 +43,7 @@ from training.config import Config
 from training.data.corpus import Corpus, load_corpus
 from training.data.token_cache import encode_part, encode_parts
 from training.data.tokenizer_training import tokenizer_for
+from training.distillation import Teacher, TeacherError
 from training.evaluation import plots
 from training.evaluation.metrics import TokenStats, bits_per_char, perplexity, unigram_loss
 from training.hardware import PrecisionChoice, autocast_factory, describe, peak_flops, pick_device, resolve_precision
@@ -130,6 +131,10 @@ class Trainer:
         except OptionError as error:
             raise TrainingError(f"training.{error.option} {error.problem}") from None
         self.model.to(self.device)
+        try:
+            self.teacher = Teacher(t.teacher, self.device, self.tokenizer) if t.teacher else None
+        except TeacherError as error:
+            raise TrainingError(str(error)) from None
         self.train_ids, self.valid_ids = self._encode("train"), self._encode("valid")
         if len(self.valid_ids) < 2:
             raise TrainingError("the validation split is empty; give it more text (data.split) or a valid file")
@@ -170,6 +175,10 @@ class Trainer:
             if opts.resume and resume.exists(self.output) and saved.is_file():
                 tokenizer = Tokenizer.from_file(saved)
             else:
+                if cfg.training.teacher and not (Path(cfg.training.teacher) / CONFIG_FILE).is_file():
+                    raise TrainingError(f"training.teacher: no model directory at {cfg.training.teacher}")
+                if cfg.training.teacher and not cfg.data.tokenizer_path:  # the teacher's tokens are the run's
+                    cfg.data.tokenizer_path = cfg.training.teacher
                 tokenizer = tokenizer_for(corpus.part("train"), cfg.data, log=self._log)
             if cfg.data.tokenizer_path:  # the file decides the kind and size; the config as run says which
                 cfg.data.tokenizer, cfg.data.vocab_size = tokenizer.kind, tokenizer.vocab_size
@@ -370,6 +379,9 @@ class Trainer:
                 logits = out.logits.float()
                 loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
                 objective = loss
+                if self.teacher is not None:
+                    weight = self.cfg.training.teacher_weight
+                    objective = (1 - weight) * loss + weight * self.teacher.loss(x, out.logits)
                 for term in self.family.loss_terms(out, self.settings):
                     objective = objective + term
             objective = objective / self.cfg.training.grad_accum
@@ -491,6 +503,8 @@ class Trainer:
                               "reason": self.precision.reason},
                 "world_size": self.dist.world_size,
                 "init_from": self.opts.init_from,
+                "teacher": ({"name": self.teacher.name, "weight": cfg.training.teacher_weight}
+                            if self.teacher else None),
                 "data": {
                     "source": corpus.source,
                     "content_hash": corpus.content_hash,

@@ -62,6 +62,9 @@ def _error(tmp_path, config: dict, overrides=()) -> ConfigError:
         (lambda c: c["data"].update(cleaner="magic"), "data.cleaner"),
         (lambda c: c["training"].update(max_time="an hour"), "training.max_time"),
         (lambda c: c["training"].update(max_time="0s"), "training.max_time"),
+        (lambda c: c["training"].update(teacher_weight=0), "training.teacher_weight"),
+        (lambda c: c["training"].update(teacher_weight=1.5), "training.teacher_weight"),
+        (lambda c: c["training"].update(teacher=" "), "training.teacher"),
         (lambda c: c.update(extras={}), "extras"),
     ],
 )
