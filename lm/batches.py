@@ -26,6 +26,7 @@ class Batch:
     y: torch.Tensor  # (B, T) next-token targets
     seq_len: int
     reset_state: bool = False  # a new pass over the data begins: a carried state starts afresh
+    starts: np.ndarray | None = None  # (B,) where each row's first input token is in the ids (distillation looks up)
 
 
 class WindowSampler:
@@ -40,7 +41,7 @@ class WindowSampler:
                                                                     endpoint=True)
         chunk = np.stack([np.asarray(self.ids[s: s + T + 1], dtype=np.int64) for s in starts])
         chunk = torch.from_numpy(chunk)
-        return Batch(chunk[:, :-1], chunk[:, 1:], T)
+        return Batch(chunk[:, :-1], chunk[:, 1:], T, starts=starts)
 
     def state_dict(self) -> dict:
         return {}  # nothing beyond (seed, step)
@@ -62,6 +63,7 @@ class StreamSampler:
         # (streams, length) view on the memmap; this rank's rows only
         data = np.asarray(ids[: streams * length]).reshape(streams, length)
         self.streams = data[rank * batch_size: (rank + 1) * batch_size]
+        self.row_starts = (rank * batch_size + np.arange(batch_size)) * length  # each stream's place in the ids
         self.seq_len, self.seed, self.variable = seq_len, seed, variable
         self.position = 0
         self.epoch = 0
@@ -85,7 +87,7 @@ class StreamSampler:
         x = torch.from_numpy(np.asarray(self.streams[:, p: p + n], dtype=np.int64))
         y = torch.from_numpy(np.asarray(self.streams[:, p + 1: p + 1 + n], dtype=np.int64))
         self.position += n
-        return Batch(x, y, n, reset)
+        return Batch(x, y, n, reset, starts=self.row_starts + p)
 
     def state_dict(self) -> dict:
         return {"position": self.position, "epoch": self.epoch}

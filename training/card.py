@@ -56,9 +56,9 @@ def _teacher_lines(training: dict[str, Any]) -> list[str]:
     teacher = training.get("teacher")
     if not isinstance(teacher, dict):
         return []
-    return [f"- **Teacher:** distilled from `{teacher.get('name')}` (knowledge distillation, "
-            f"{teacher.get('weight')} of the objective is the KL divergence to its next-token distributions); "
-            f"the teacher's own training time is not in the figure above"]
+    return [f"- **Teacher:** distilled from `{teacher.get('name')}`: {teacher.get('weight')} of the objective is the "
+            f"KL divergence to its top {teacher.get('top_k')} next tokens at each position of the training text; "
+            f"the teacher's own training time is not in the training time above"]
 
 
 def _samples(model_dir: Path, chars_per_token: float) -> list[tuple[str, dict[str, Any], str]]:

@@ -103,6 +103,7 @@ class TrainingConfig:
     # distillation (training/distillation.py): a model directory whose next-token distributions are learned too
     teacher: Union[str, None] = None
     teacher_weight: float = 0.5  # the KL term's share of the objective; the cross-entropy gets the rest
+    teacher_top_k: int = 32  # the teacher's most likely next tokens kept at each position of the training text
 
 
 @dataclass
@@ -344,6 +345,7 @@ def validate(config: Config) -> None:
     need(0 <= t.swa_start < 1, "training.swa_start", "must be in [0, 1)")
     need(t.teacher is None or bool(t.teacher.strip()), "training.teacher", "must not be empty")
     need(0 < t.teacher_weight <= 1, "training.teacher_weight", "must be in (0, 1]")
+    need(t.teacher_top_k >= 1, "training.teacher_top_k", "must be >= 1")
     need(t.averaging == "none" or t.optimizer != "ntasgd", "training.averaging",
          "ntasgd averages the weights itself; use averaging: none with it")
     from training.loggers import LOGGER_NAMES

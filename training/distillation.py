@@ -1,25 +1,35 @@
 """Knowledge distillation: a trained model (the teacher) whose next-token distributions the run's model also learns.
 
-With `training.teacher` set to a model directory, each training step runs the teacher, without gradients, on the
-same batch, and the objective becomes
+With `training.teacher` set to a model directory, the teacher first reads the whole training text once, in order,
+with the context it can use (an LSTM its carried state along 16 streams read side by side, a GPT its sliding
+window), and its `teacher_top_k` most likely next tokens at every position are kept, with their probabilities. Each
+training step then looks up the positions of its windows, and the objective becomes
 
-    (1 - teacher_weight) * cross_entropy(student, next tokens) + teacher_weight * KL(teacher || student)
+    (1 - teacher_weight) * cross_entropy(student, next tokens) + teacher_weight * KL(teacher_top_k || student)
 
-at temperature 1 (Hinton et al. 2015). The teacher's full distribution says which other tokens were plausible where
-the text has one, which regularises a model that passes over a small corpus many times. The two must share a
-tokenizer: a run with a teacher and no `data.tokenizer_path` takes the teacher's. The logged training loss stays the
-plain cross-entropy, so curves compare with runs without a teacher.
+at temperature 1 (Hinton et al. 2015; the teacher's top k renormalised, as in sparse distillation). The teacher's
+full distribution says which other tokens were plausible where the text has one, which regularises a model that
+passes over a small corpus many times; reading the text once costs about one pass of the teacher's inference and
+nothing per step after. The two must share a tokenizer: a run with a teacher and no `data.tokenizer_path` takes the
+teacher's. The logged training loss stays the plain cross-entropy, so curves compare with runs without a teacher.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from lm.checkpoint import CheckpointError, load_model_dir
+from lm.models.family import RecurrentFamily
+from lm.scoring import score_streams
 from lm.tokenizers import Tokenizer
+
+
+TEACHER_STREAMS = 16  # streams a recurrent teacher reads side by side
+TEACHER_CHUNK = 128  # tokens per stream per forward pass
 
 
 class TeacherError(ValueError):
@@ -27,7 +37,7 @@ class TeacherError(ValueError):
 
 
 class Teacher:
-    """A frozen model directory on `device`, checked to tokenize as the run's `tokenizer` does."""
+    """A frozen model directory, checked to tokenize as the run's `tokenizer` does."""
 
     def __init__(self, path: str | Path, device: torch.device, tokenizer: Tokenizer) -> None:
         try:
@@ -38,17 +48,61 @@ class Teacher:
             raise TeacherError(f"training.teacher: {path} has another tokenizer than this run; leave "
                                f"data.tokenizer_path unset (the run then takes the teacher's) or point it at {path}")
         self.name = loaded.config.get("name") or Path(path).name
-        self.model = loaded.model.requires_grad_(False)
+        self.model, self.family, self.device = loaded.model.requires_grad_(False), loaded.family, device
 
     @torch.no_grad()
-    def log_probs(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, T) token ids -> (B, T, V) float32 log-probabilities of each next token, each window read from an
-        empty state (the teacher sees what the student sees)."""
-        return F.log_softmax(self.model(x, None).logits.float(), dim=-1)
+    def read(self, ids: np.ndarray, top_k: int) -> TeacherTargets:
+        """The teacher's `top_k` next-token predictions at every position of `ids` but the last."""
+        if not 1 <= top_k <= self.model.config.vocab_size:
+            raise ValueError(f"training.teacher_top_k must be in 1..{self.model.config.vocab_size}, got {top_k}")
+        ids = np.asarray(ids)
+        tokens = np.empty((len(ids) - 1, top_k), dtype=np.int32)
+        log_probs = np.empty((len(ids) - 1, top_k), dtype=np.float16)
+        seen = np.zeros(len(ids) - 1, dtype=bool)
 
-    def loss(self, x: torch.Tensor, student_logits: torch.Tensor) -> torch.Tensor:
-        """KL(teacher || student) in nats per token, averaged over the batch's tokens."""
-        teacher = self.log_probs(x)
-        student = F.log_softmax(student_logits.float(), dim=-1)
-        return F.kl_div(student.reshape(-1, student.shape[-1]), teacher.reshape(-1, teacher.shape[-1]),
-                        reduction="batchmean", log_target=True)
+        def keep(rows: np.ndarray, logits: torch.Tensor) -> None:  # rows (n,) positions, logits (n, V)
+            best = torch.topk(F.log_softmax(logits.float(), dim=-1), top_k, dim=-1)
+            tokens[rows], log_probs[rows], seen[rows] = best.indices.cpu().numpy(), best.values.cpu().numpy(), True
+
+        done = 0
+        if isinstance(self.family, RecurrentFamily):
+            # one stream would read token by token for minutes; side-by-side streams each start from an empty
+            # state, which costs a few dozen weak predictions per stream
+            length = (len(ids) - 1) // TEACHER_STREAMS
+            offsets = np.arange(TEACHER_STREAMS)[:, None] * length
+            def consume(logits: torch.Tensor, _targets: torch.Tensor) -> None:  # logits (streams, n, V)
+                nonlocal done
+                n = logits.shape[1]
+                keep((offsets + done + np.arange(n)[None, :]).reshape(-1), logits.reshape(-1, logits.shape[-1]))
+                done += n
+            score_streams(self.model, ids, consume, self.device, streams=TEACHER_STREAMS, chunk=TEACHER_CHUNK)
+            done = TEACHER_STREAMS * length if length else 0
+        at = done  # the rest (all of it for a window family) read in order, with all the context the family uses
+        for logits, _ in self.family.read_in_order(self.model, ids[done:], self.device):
+            n = logits.shape[1]
+            keep(np.arange(at, at + n), logits[0])
+            at += n
+        if not seen.all():  # every position is read once; anything else is a bug, said plainly
+            raise RuntimeError(f"the teacher read {int(seen.sum())} positions of {len(seen)}")
+        return TeacherTargets(tokens, log_probs)
+
+
+class TeacherTargets:
+    """The teacher's top-k predictions for every position of the training text (row j predicts token j + 1)."""
+
+    def __init__(self, tokens: np.ndarray, log_probs: np.ndarray) -> None:
+        self.tokens, self.log_probs = tokens, log_probs
+
+    def lookup(self, starts: np.ndarray, seq_len: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, T, k) token ids and renormalised probabilities for windows beginning at `starts`."""
+        rows = np.asarray(starts)[:, None] + np.arange(seq_len)[None, :]  # (B, T)
+        tokens = torch.from_numpy(self.tokens[rows].astype(np.int64)).to(device)
+        probs = torch.softmax(torch.from_numpy(self.log_probs[rows].astype(np.float32)), dim=-1).to(device)
+        return tokens, probs
+
+    def loss(self, starts: np.ndarray, student_logits: torch.Tensor) -> torch.Tensor:
+        """KL(teacher's renormalised top k || student) in nats, averaged over the batch's tokens."""
+        B, T, _ = student_logits.shape
+        tokens, probs = self.lookup(starts, T, student_logits.device)
+        student = F.log_softmax(student_logits.float(), dim=-1).gather(-1, tokens)  # (B, T, k)
+        return (probs * (probs.clamp_min(1e-12).log() - student)).sum(-1).mean()

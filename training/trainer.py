@@ -43,7 +43,7 @@ from training.config import Config
 from training.data.corpus import Corpus, load_corpus
 from training.data.token_cache import encode_part, encode_parts
 from training.data.tokenizer_training import tokenizer_for
-from training.distillation import Teacher, TeacherError
+from training.distillation import Teacher, TeacherError, TeacherTargets
 from training.evaluation import plots
 from training.evaluation.metrics import TokenStats, bits_per_char, perplexity, unigram_loss
 from training.hardware import PrecisionChoice, autocast_factory, describe, peak_flops, pick_device, resolve_precision
@@ -131,11 +131,8 @@ class Trainer:
         except OptionError as error:
             raise TrainingError(f"training.{error.option} {error.problem}") from None
         self.model.to(self.device)
-        try:
-            self.teacher = Teacher(t.teacher, self.device, self.tokenizer) if t.teacher else None
-        except TeacherError as error:
-            raise TrainingError(str(error)) from None
         self.train_ids, self.valid_ids = self._encode("train"), self._encode("valid")
+        self.teacher_name, self.teacher, teacher_seconds = self._read_teacher() if t.teacher else (None, None, 0.0)
         if len(self.valid_ids) < 2:
             raise TrainingError("the validation split is empty; give it more text (data.split) or a valid file")
         self.chars_per_token = self.corpus.characters("valid") / len(self.valid_ids)
@@ -156,6 +153,7 @@ class Trainer:
         self._interrupted = False
         if options.resume:
             self._restore()
+        self.state.elapsed += teacher_seconds  # reading the teacher is part of the run, and of its max_time
 
     # ---------------------------------------------------------------- setup
     def _load_data_and_model(self) -> tuple[Corpus, Tokenizer, torch.nn.Module]:
@@ -208,6 +206,21 @@ class Trainer:
                 f"# training.precision: {self.precision.requested} asked; {self.precision.reason}.\n"
                 f"# The data, limits and overrides given on the command line are in it: {again} repeats the run.\n"
                 + ran.to_yaml())
+
+    def _read_teacher(self) -> tuple[str, TeacherTargets, float]:
+        """The teacher's name, its predictions over the training text (training/distillation.py) and the seconds
+        reading took."""
+        t = self.cfg.training
+        try:
+            teacher = Teacher(t.teacher, self.device, self.tokenizer)
+            started = time.perf_counter()
+            targets = teacher.read(self.train_ids, t.teacher_top_k)
+        except (TeacherError, ValueError) as error:
+            raise TrainingError(str(error)) from None
+        seconds = time.perf_counter() - started
+        self._log(f"teacher {teacher.name}: read {len(self.train_ids):,} training tokens in {seconds:.0f} s, "
+                  f"its top {t.teacher_top_k} kept at each")
+        return teacher.name, targets, seconds
 
     def _measure_precision(self) -> tuple[PrecisionChoice, float]:
         """The precision `training.precision` resolves to here (one warning line for a forced slow bf16) and the
@@ -380,8 +393,11 @@ class Trainer:
                 loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
                 objective = loss
                 if self.teacher is not None:
+                    if batch.starts is None:
+                        raise TrainingError("this model family's batches do not say where they are in the text, "
+                                            "so it cannot learn from a teacher")
                     weight = self.cfg.training.teacher_weight
-                    objective = (1 - weight) * loss + weight * self.teacher.loss(x, out.logits)
+                    objective = (1 - weight) * loss + weight * self.teacher.loss(batch.starts, out.logits)
                 for term in self.family.loss_terms(out, self.settings):
                     objective = objective + term
             objective = objective / self.cfg.training.grad_accum
@@ -503,8 +519,8 @@ class Trainer:
                               "reason": self.precision.reason},
                 "world_size": self.dist.world_size,
                 "init_from": self.opts.init_from,
-                "teacher": ({"name": self.teacher.name, "weight": cfg.training.teacher_weight}
-                            if self.teacher else None),
+                "teacher": ({"name": self.teacher_name, "weight": cfg.training.teacher_weight,
+                             "top_k": cfg.training.teacher_top_k} if self.teacher else None),
                 "data": {
                     "source": corpus.source,
                     "content_hash": corpus.content_hash,

@@ -29,3 +29,15 @@ def test_variable_bptt_lengths_vary_deterministically():
     lengths = [StreamSampler(ids, 2, 70, seed=1, variable=True).draw_len(s) for s in range(50)]
     again = [StreamSampler(ids, 2, 70, seed=1, variable=True).draw_len(s) for s in range(50)]
     assert lengths == again and len(set(lengths)) > 5 and min(lengths) >= 5 and max(lengths) <= 110
+
+
+def test_batches_say_where_each_row_begins_in_the_ids():
+    """Distillation looks a batch's positions up: x[r] is ids[starts[r]:], for windows and for every rank's streams."""
+    ids = np.arange(1000)
+    window = WindowSampler(ids, 4, 16, seed=3).batch(2)
+    assert np.array_equal(window.x.numpy(), ids[window.starts[:, None] + np.arange(16)])
+    for rank in (0, 1):
+        sampler = StreamSampler(ids, batch_size=2, seq_len=30, seed=0, rank=rank, world_size=2)
+        for step in range(3):
+            batch = sampler.batch(step)
+            assert np.array_equal(batch.x.numpy(), ids[batch.starts[:, None] + np.arange(batch.seq_len)])

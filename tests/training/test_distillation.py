@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -12,7 +13,7 @@ import torch.nn.functional as F
 from lm.checkpoint import load_model_dir
 from training.card import render_card
 from training.config import config_from_dict
-from training.distillation import Teacher
+from training.distillation import Teacher, TeacherTargets
 from training.trainer import RunOptions, Trainer, TrainingError, train
 from tests.training.conftest import run_cli, tiny_config, write_config
 
@@ -30,36 +31,95 @@ def teacher_dir(tmp_path_factory, cache_dir) -> str:
     return str(out)
 
 
-def test_the_loss_is_the_kl_divergence_by_hand(teacher_dir):
+def test_the_teacher_reads_every_position_in_order(teacher_dir):
+    """A text shorter than the teacher's context is one window: its top k are those of one forward pass."""
     loaded = load_model_dir(teacher_dir)
-    teacher = Teacher(teacher_dir, torch.device("cpu"), loaded.tokenizer)
-    x = torch.randint(0, loaded.tokenizer.vocab_size, (2, 5), generator=torch.Generator().manual_seed(0))
-    student_logits = torch.randn(2, 5, loaded.tokenizer.vocab_size, generator=torch.Generator().manual_seed(1))
-    p = F.softmax(loaded.model(x, None).logits.float(), dim=-1)
-    by_hand = (p * (p.log() - F.log_softmax(student_logits, dim=-1))).sum(-1).mean()
-    assert teacher.loss(x, student_logits).item() == pytest.approx(by_hand.item(), rel=1e-4)
-    # the teacher's own logits are the one student with nothing left to learn from it
-    assert teacher.loss(x, loaded.model(x, None).logits).item() == pytest.approx(0.0, abs=1e-5)
-    assert not any(p.requires_grad for p in teacher.model.parameters())
+    ids = np.array(loaded.tokenizer.encode("the quick brown fox jumps"), dtype=np.int64)
+    assert len(ids) < loaded.model.config.context_length
+    targets = Teacher(teacher_dir, torch.device("cpu"), loaded.tokenizer).read(ids, top_k=4)
+    assert targets.tokens.shape == (len(ids) - 1, 4)
+    with torch.no_grad():
+        best = torch.topk(F.log_softmax(loaded.model(torch.as_tensor(ids[:-1])[None]).logits[0], -1), 4, -1)
+    assert np.array_equal(targets.tokens, best.indices.numpy())
+    assert np.allclose(targets.log_probs.astype(np.float32), best.values.numpy(), atol=2e-3)
+    with pytest.raises(ValueError, match="teacher_top_k"):
+        Teacher(teacher_dir, torch.device("cpu"), loaded.tokenizer).read(ids, top_k=10_000)
+
+
+def test_a_recurrent_teacher_reads_side_by_side_streams_each_from_an_empty_state(tmp_path):
+    """Stream b covers positions [b * length, (b + 1) * length) as a reading of that stretch alone would; the few
+    positions the streams leave over at the end are read after them, from an empty state too."""
+    from training.distillation import TEACHER_STREAMS
+
+    out = tmp_path / "lstm-teacher"
+    train(config_from_dict(tiny_config("lstm", max_steps=2, eval_interval=2), "t.yaml"),
+          RunOptions(output=out, progress=False, command="t"))
+    loaded = load_model_dir(out)
+    rng = np.random.default_rng(1)
+    ids = rng.integers(0, loaded.model.config.vocab_size, size=TEACHER_STREAMS * 40 + 7)
+    targets = Teacher(out, torch.device("cpu"), loaded.tokenizer).read(ids, top_k=3)
+    length = (len(ids) - 1) // TEACHER_STREAMS
+    stretches = [(b * length, (b + 1) * length) for b in range(TEACHER_STREAMS)]
+    stretches.append((TEACHER_STREAMS * length, len(ids) - 1))
+    for first, end in stretches:
+        with torch.no_grad():
+            read = loaded.family.read_in_order(loaded.model, ids[first: end + 1], "cpu")
+            logits = torch.cat([segment[0] for segment, _ in read])
+        expected = F.log_softmax(logits, -1).numpy()  # (end - first, V)
+        assert expected.shape[0] == end - first
+        kept = targets.log_probs[first:end].astype(np.float32)
+        assert np.allclose(np.take_along_axis(expected, targets.tokens[first:end], 1), kept, atol=5e-3)
+        assert np.allclose(-np.sort(-expected, 1)[:, :3], kept, atol=5e-3)
+
+
+def test_the_loss_is_the_kl_divergence_to_the_renormalised_top_k():
+    rng = np.random.default_rng(0)
+    vocab, k = 6, 3
+    teacher_logp = np.log(rng.dirichlet(np.ones(vocab), size=10))  # 10 positions
+    order = np.argsort(-teacher_logp, axis=1)[:, :k]
+    targets = TeacherTargets(order.astype(np.int32), np.take_along_axis(teacher_logp, order, 1).astype(np.float16))
+    starts = np.array([1, 4])
+    student = torch.randn(2, 3, vocab, generator=torch.Generator().manual_seed(0))
+    total = 0.0
+    for b, s in enumerate(starts):
+        for t in range(3):
+            q = np.exp(teacher_logp[s + t, order[s + t]].astype(np.float16).astype(np.float64))
+            q /= q.sum()
+            p = F.log_softmax(student[b, t].double(), -1).numpy()[order[s + t]]
+            total += (q * (np.log(q) - p)).sum()
+    assert targets.loss(starts, student).item() == pytest.approx(total / 6, rel=1e-4)
+    # with every token kept, the teacher's own distribution is the one student with nothing left to learn
+    full = np.argsort(-teacher_logp, axis=1)
+    exact = TeacherTargets(full.astype(np.int32), np.take_along_axis(teacher_logp, full, 1).astype(np.float16))
+    own = torch.from_numpy(teacher_logp[[1, 2, 3]]).float()[None]
+    assert exact.loss(np.array([1]), own).item() == pytest.approx(0.0, abs=1e-3)
 
 
 def test_a_student_moves_toward_its_teacher(teacher_dir, tmp_path):
     """Only the KL term (weight 1): the student's distance to the teacher falls, and the run records its teacher."""
     config = config_from_dict(_teacher_config(teacher=teacher_dir, teacher_weight=1.0, max_steps=30, seed=3), "s.yaml")
     trainer = Trainer(config, RunOptions(output=tmp_path / "student", progress=False, command="s"))
-    x = torch.as_tensor(trainer.valid_ids[:4 * 32].astype("int64")).view(4, 32)
+    starts = np.arange(4) * 100
+    x = torch.as_tensor(np.stack([trainer.train_ids[s: s + 32] for s in starts]).astype("int64"))
 
     def distance() -> float:
         trainer.model.eval()
         with torch.no_grad():
-            return trainer.teacher.loss(x, trainer.model(x, None).logits).item()
+            return trainer.teacher.loss(starts, trainer.model(x, None).logits).item()
 
+    assert trainer.state.elapsed > 0  # the teacher's reading counts toward max_time
     before = distance()
     trainer.run()
     assert distance() < 0.5 * before
     recorded = json.loads((tmp_path / "student" / "config.json").read_text())["training"]
-    assert recorded["teacher"] == {"name": "tiny-teacher", "weight": 1.0}
+    assert recorded["teacher"] == {"name": "tiny-teacher", "weight": 1.0, "top_k": 32}
     assert "distilled from `tiny-teacher`" in render_card(tmp_path / "student")
+
+
+def test_an_lstm_learns_from_a_teacher_along_its_streams(teacher_dir, tmp_path):
+    config = tiny_config("lstm", teacher=teacher_dir, max_steps=4, eval_interval=4)
+    result = train(config_from_dict(config, "l.yaml"), RunOptions(output=tmp_path / "lstm", progress=False))
+    assert result.steps == 4 and np.isfinite(result.best_val_loss)
 
 
 def test_the_run_takes_the_teacher_tokenizer(teacher_dir, tmp_path):
