@@ -53,12 +53,19 @@ def _precision_line(training: dict[str, Any]) -> str:
 
 
 def _teacher_lines(training: dict[str, Any]) -> list[str]:
+    """One line naming the teacher(s) a distilled model learnt from (training/distillation.py), if any."""
     teacher = training.get("teacher")
     if not isinstance(teacher, dict):
         return []
-    return [f"- **Teacher:** distilled from `{teacher.get('name')}`: {teacher.get('weight')} of the objective is the "
-            f"KL divergence to its top {teacher.get('top_k')} next tokens at each position of the training text; "
-            f"the teacher's own training time is not in the training time above"]
+    names = [f"`{name}`" for name in teacher.get("names", [])]
+    if not names:
+        return []
+    source = (names[0] if len(names) == 1 else
+              f"the mean next-token distribution of {', '.join(names[:-1])} and {names[-1]}")
+    own = "the teacher's own training time is" if len(names) == 1 else "the teachers' own training times are"
+    return [f"- **Teacher:** distilled from {source}: {teacher.get('weight')} of the objective is the KL divergence "
+            f"to its top {teacher.get('top_k')} next tokens at each position of the training text; {own} not in the "
+            f"training time above"]
 
 
 def _samples(model_dir: Path, chars_per_token: float) -> list[tuple[str, dict[str, Any], str]]:

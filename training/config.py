@@ -101,7 +101,7 @@ class TrainingConfig:
     ema_decay: float = 0.999  # ema: avg <- decay * avg + (1 - decay) * weights, after every step
     swa_start: float = 0.75  # swa: the plain mean of the weights from this fraction of the run on
     # distillation (training/distillation.py): a model directory whose next-token distributions are learned too
-    teacher: Union[str, None] = None
+    teacher: Union[str, list[str], None] = None  # or several model directories: their mean distribution is learnt
     teacher_weight: float = 0.5  # the KL term's share of the objective; the cross-entropy gets the rest
     teacher_top_k: int = 32  # the teacher's most likely next tokens kept at each position of the training text
 
@@ -268,7 +268,10 @@ def _coerce(value: Any, expected: Any, source: str, key: str) -> Any:
         options = typing.get_args(expected)
         if value is None and type(None) in options:
             return None
-        (inner,) = [t for t in options if t is not type(None)]
+        inner = [t for t in options if t is not type(None)]
+        if len(inner) > 1:  # a value or a list of them (training.teacher): the value's shape says which
+            inner = [t for t in inner if (typing.get_origin(t) is list) == isinstance(value, (list, tuple))]
+        (inner,) = inner
         return _coerce(value, inner, source, key)
     if origin is Literal:
         return _checked(partial(checks.one_of, choices=typing.get_args(expected)), value, source, key)
@@ -343,7 +346,9 @@ def validate(config: Config) -> None:
     need(t.threads is None or t.threads >= 1, "training.threads", "must be >= 1")
     need(0 < t.ema_decay < 1, "training.ema_decay", "must be in (0, 1)")
     need(0 <= t.swa_start < 1, "training.swa_start", "must be in [0, 1)")
-    need(t.teacher is None or bool(t.teacher.strip()), "training.teacher", "must not be empty")
+    teachers = [t.teacher] if isinstance(t.teacher, str) else t.teacher or []
+    need(t.teacher is None or (bool(teachers) and all(path.strip() for path in teachers)), "training.teacher",
+         "must name a model directory, or a list of them")
     need(0 < t.teacher_weight <= 1, "training.teacher_weight", "must be in (0, 1]")
     need(t.teacher_top_k >= 1, "training.teacher_top_k", "must be >= 1")
     need(t.averaging == "none" or t.optimizer != "ntasgd", "training.averaging",

@@ -32,6 +32,16 @@ TEACHER_STREAMS = 16  # streams a recurrent teacher reads side by side
 TEACHER_CHUNK = 128  # tokens per stream per forward pass
 
 
+MERGE_ROWS = 65_536  # positions merged at a time when several teachers are averaged (a dense (rows, V) block)
+
+
+def teacher_paths(teacher: str | list[str] | None) -> list[str]:
+    """`training.teacher` as a list: one model directory, or several whose mean distribution is learnt."""
+    if teacher is None:
+        return []
+    return [teacher] if isinstance(teacher, str) else list(teacher)
+
+
 class TeacherError(ValueError):
     """The teacher cannot be used for this run (unreadable, or another tokenizer)."""
 
@@ -92,6 +102,25 @@ class TeacherTargets:
 
     def __init__(self, tokens: np.ndarray, log_probs: np.ndarray) -> None:
         self.tokens, self.log_probs = tokens, log_probs
+
+    @classmethod
+    def mean(cls, teachers: list[TeacherTargets], top_k: int, vocab_size: int) -> TeacherTargets:
+        """The top k of the teachers' mean distribution (an ensemble), each teacher's probability outside its own
+        top k counted as 0; positions are merged in blocks, so memory stays at one (MERGE_ROWS, V) block."""
+        if len(teachers) == 1:
+            return teachers[0]
+        rows = teachers[0].tokens.shape[0]
+        tokens = np.empty((rows, top_k), dtype=np.int32)
+        log_probs = np.empty((rows, top_k), dtype=np.float16)
+        for first in range(0, rows, MERGE_ROWS):
+            block = slice(first, first + MERGE_ROWS)
+            mean = torch.zeros(min(MERGE_ROWS, rows - first), vocab_size)
+            for t in teachers:
+                probs = torch.softmax(torch.from_numpy(t.log_probs[block].astype(np.float32)), dim=-1)
+                mean.scatter_add_(1, torch.from_numpy(t.tokens[block].astype(np.int64)), probs / len(teachers))
+            best = torch.topk(mean, top_k, dim=-1)
+            tokens[block], log_probs[block] = best.indices.numpy(), best.values.clamp_min(1e-30).log().numpy()
+        return cls(tokens, log_probs)
 
     def lookup(self, starts: np.ndarray, seq_len: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, T, k) token ids and renormalised probabilities for windows beginning at `starts`."""

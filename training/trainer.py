@@ -43,7 +43,7 @@ from training.config import Config
 from training.data.corpus import Corpus, load_corpus
 from training.data.token_cache import encode_part, encode_parts
 from training.data.tokenizer_training import tokenizer_for
-from training.distillation import Teacher, TeacherError, TeacherTargets
+from training.distillation import Teacher, TeacherError, TeacherTargets, teacher_paths
 from training.evaluation import plots
 from training.evaluation.metrics import TokenStats, bits_per_char, perplexity, unigram_loss
 from training.hardware import PrecisionChoice, autocast_factory, describe, peak_flops, pick_device, resolve_precision
@@ -132,7 +132,7 @@ class Trainer:
             raise TrainingError(f"training.{error.option} {error.problem}") from None
         self.model.to(self.device)
         self.train_ids, self.valid_ids = self._encode("train"), self._encode("valid")
-        self.teacher_name, self.teacher, teacher_seconds = self._read_teacher() if t.teacher else (None, None, 0.0)
+        self.teacher_names, self.teacher, teacher_seconds = self._read_teacher() if t.teacher else ([], None, 0.0)
         if len(self.valid_ids) < 2:
             raise TrainingError("the validation split is empty; give it more text (data.split) or a valid file")
         self.chars_per_token = self.corpus.characters("valid") / len(self.valid_ids)
@@ -173,10 +173,12 @@ class Trainer:
             if opts.resume and resume.exists(self.output) and saved.is_file():
                 tokenizer = Tokenizer.from_file(saved)
             else:
-                if cfg.training.teacher and not (Path(cfg.training.teacher) / CONFIG_FILE).is_file():
-                    raise TrainingError(f"training.teacher: no model directory at {cfg.training.teacher}")
-                if cfg.training.teacher and not cfg.data.tokenizer_path:  # the teacher's tokens are the run's
-                    cfg.data.tokenizer_path = cfg.training.teacher
+                teachers = teacher_paths(cfg.training.teacher)
+                for path in teachers:
+                    if not (Path(path) / CONFIG_FILE).is_file():
+                        raise TrainingError(f"training.teacher: no model directory at {path}")
+                if teachers and not cfg.data.tokenizer_path:  # the teacher's tokens are the run's
+                    cfg.data.tokenizer_path = teachers[0]
                 tokenizer = tokenizer_for(corpus.part("train"), cfg.data, log=self._log)
             if cfg.data.tokenizer_path:  # the file decides the kind and size; the config as run says which
                 cfg.data.tokenizer, cfg.data.vocab_size = tokenizer.kind, tokenizer.vocab_size
@@ -207,20 +209,24 @@ class Trainer:
                 f"# The data, limits and overrides given on the command line are in it: {again} repeats the run.\n"
                 + ran.to_yaml())
 
-    def _read_teacher(self) -> tuple[str, TeacherTargets, float]:
-        """The teacher's name, its predictions over the training text (training/distillation.py) and the seconds
-        reading took."""
+    def _read_teacher(self) -> tuple[list[str], TeacherTargets, float]:
+        """The teachers' names, their (mean) predictions over the training text (training/distillation.py) and the
+        seconds reading took."""
         t = self.cfg.training
+        started = time.perf_counter()
+        names, read = [], []
         try:
-            teacher = Teacher(t.teacher, self.device, self.tokenizer)
-            started = time.perf_counter()
-            targets = teacher.read(self.train_ids, t.teacher_top_k)
+            for path in teacher_paths(t.teacher):  # one at a time: a teacher's weights go once it has read
+                teacher = Teacher(path, self.device, self.tokenizer)
+                names.append(teacher.name)
+                read.append(teacher.read(self.train_ids, t.teacher_top_k))
         except (TeacherError, ValueError) as error:
             raise TrainingError(str(error)) from None
+        targets = TeacherTargets.mean(read, t.teacher_top_k, self.tokenizer.vocab_size)
         seconds = time.perf_counter() - started
-        self._log(f"teacher {teacher.name}: read {len(self.train_ids):,} training tokens in {seconds:.0f} s, "
-                  f"its top {t.teacher_top_k} kept at each")
-        return teacher.name, targets, seconds
+        self._log(f"teacher {' + '.join(names)}{' (their mean)' if len(names) > 1 else ''}: read "
+                  f"{len(self.train_ids):,} training tokens in {seconds:.0f} s, the top {t.teacher_top_k} kept at each")
+        return names, targets, seconds
 
     def _measure_precision(self) -> tuple[PrecisionChoice, float]:
         """The precision `training.precision` resolves to here (one warning line for a forced slow bf16) and the
@@ -519,7 +525,7 @@ class Trainer:
                               "reason": self.precision.reason},
                 "world_size": self.dist.world_size,
                 "init_from": self.opts.init_from,
-                "teacher": ({"name": self.teacher_name, "weight": cfg.training.teacher_weight,
+                "teacher": ({"names": self.teacher_names, "weight": cfg.training.teacher_weight,
                              "top_k": cfg.training.teacher_top_k} if self.teacher else None),
                 "data": {
                     "source": corpus.source,

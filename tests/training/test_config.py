@@ -65,6 +65,9 @@ def _error(tmp_path, config: dict, overrides=()) -> ConfigError:
         (lambda c: c["training"].update(teacher_weight=0), "training.teacher_weight"),
         (lambda c: c["training"].update(teacher_weight=1.5), "training.teacher_weight"),
         (lambda c: c["training"].update(teacher=" "), "training.teacher"),
+        (lambda c: c["training"].update(teacher=[]), "training.teacher"),
+        (lambda c: c["training"].update(teacher=["models/a", " "]), "training.teacher"),
+        (lambda c: c["training"].update(teacher=["models/a", 3]), "training.teacher[1]"),
         (lambda c: c.update(extras={}), "extras"),
     ],
 )
@@ -85,10 +88,13 @@ def test_lstm_only_options_rejected_for_gpt(tmp_path):
 def test_overrides_parse_yaml_scalars(tmp_path):
     path = write_config(tmp_path / "ok.yaml", tiny_config("gpt"))
     config = load_config(path, ["training.lr=3e-4", "training.eval_interval=200", "training.compile=true",
-                                "data.split=[0.7, 0.2, 0.1]", "model.dropout=0.2"])
+                                "data.split=[0.7, 0.2, 0.1]", "model.dropout=0.2",
+                                "training.teacher=[models/a, models/b]"])
     assert config.training.lr == pytest.approx(3e-4)
     assert config.training.eval_interval == 200 and config.training.compile is True
     assert config.data.split == [0.7, 0.2, 0.1] and config.model["dropout"] == 0.2
+    assert config.training.teacher == ["models/a", "models/b"]
+    assert load_config(path, ["training.teacher=models/a"]).training.teacher == "models/a"
 
 
 def test_bad_override_is_a_config_error(tmp_path):

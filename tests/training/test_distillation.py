@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from lm.checkpoint import load_model_dir
-from training.card import render_card
+from training.card import _teacher_lines, render_card
 from training.config import config_from_dict
 from training.distillation import Teacher, TeacherTargets
 from training.trainer import RunOptions, Trainer, TrainingError, train
@@ -95,6 +95,33 @@ def test_the_loss_is_the_kl_divergence_to_the_renormalised_top_k():
     assert exact.loss(np.array([1]), own).item() == pytest.approx(0.0, abs=1e-3)
 
 
+def test_several_teachers_are_learnt_as_their_mean_distribution(monkeypatch):
+    """Each teacher's probability outside its top k counts as 0; the mean's top k, in blocks of positions."""
+    monkeypatch.setattr("training.distillation.MERGE_ROWS", 2)  # three positions: two blocks
+    log = lambda rows: np.log(np.array(rows, dtype=np.float64)).astype(np.float16)
+    a = TeacherTargets(np.array([[0, 1], [2, 0], [1, 3]], np.int32), log([[0.6, 0.4], [0.5, 0.5], [0.9, 0.1]]))
+    b = TeacherTargets(np.array([[1, 3], [2, 1], [3, 1]], np.int32), log([[0.8, 0.2], [0.7, 0.3], [0.5, 0.5]]))
+    merged = TeacherTargets.mean([a, b], top_k=2, vocab_size=4)
+    assert merged.tokens.tolist() == [[1, 0], [2, 0], [1, 3]]
+    probs = np.exp(merged.log_probs.astype(np.float64))
+    assert np.allclose(probs, [[0.6, 0.3], [0.6, 0.25], [0.7, 0.3]], atol=2e-3)
+    assert TeacherTargets.mean([a], top_k=2, vocab_size=4) is a
+
+
+def test_a_run_with_two_teachers_records_both(teacher_dir, tmp_path):
+    config = config_from_dict(_teacher_config(teacher=[teacher_dir, teacher_dir], max_steps=2, eval_interval=2),
+                              "two.yaml")
+    trainer = Trainer(config, RunOptions(output=tmp_path / "two", progress=False, command="two"))
+    alone = Teacher(teacher_dir, torch.device("cpu"), trainer.tokenizer).read(trainer.train_ids, 32)
+    expected = torch.softmax(torch.from_numpy(alone.log_probs.astype(np.float32)), -1).numpy()
+    assert np.allclose(np.exp(trainer.teacher.log_probs.astype(np.float32)), expected, atol=2e-3)  # mean with itself
+    trainer.run()
+    recorded = json.loads((tmp_path / "two" / "config.json").read_text())["training"]
+    assert recorded["teacher"]["names"] == ["tiny-teacher", "tiny-teacher"]
+    (line,) = _teacher_lines(recorded)  # the card's line (the whole card: the single-teacher test above)
+    assert "the mean next-token distribution of `tiny-teacher` and `tiny-teacher`" in line
+
+
 def test_a_student_moves_toward_its_teacher(teacher_dir, tmp_path):
     """Only the KL term (weight 1): the student's distance to the teacher falls, and the run records its teacher."""
     config = config_from_dict(_teacher_config(teacher=teacher_dir, teacher_weight=1.0, max_steps=30, seed=3), "s.yaml")
@@ -112,7 +139,7 @@ def test_a_student_moves_toward_its_teacher(teacher_dir, tmp_path):
     trainer.run()
     assert distance() < 0.5 * before
     recorded = json.loads((tmp_path / "student" / "config.json").read_text())["training"]
-    assert recorded["teacher"] == {"name": "tiny-teacher", "weight": 1.0, "top_k": 32}
+    assert recorded["teacher"] == {"names": ["tiny-teacher"], "weight": 1.0, "top_k": 32}
     assert "distilled from `tiny-teacher`" in render_card(tmp_path / "student")
 
 
