@@ -52,9 +52,15 @@ test: $(VENV)/.dev
 # name, so the recorded commands and the cards carry no path of this machine.
 SHIPPED := shakespeare-gpt shakespeare-lstm
 
+# configs/shakespeare-gpt.yaml learns from models/shakespeare-lstm (training.teacher), which retrains beside it into
+# the same directory: the GPT reads a copy of the LSTM as it was before this `make train`, never a half-trained one.
+TEACHER_COPY := runs/make-train-teacher/shakespeare-lstm
+
 train: $(VENV)/.runtime
+	rm -rf $(TEACHER_COPY) && mkdir -p $(dir $(TEACHER_COPY)) && cp -r models/shakespeare-lstm $(TEACHER_COPY)
 	pids=""; for m in $(SHIPPED); do \
-	  $(PY) -m training train --config configs/$$m.yaml --output models/$$m --threads 1 --quiet & \
+	  teacher=""; [ $$m = shakespeare-gpt ] && teacher="--set training.teacher=$(TEACHER_COPY)"; \
+	  $(PY) -m training train --config configs/$$m.yaml --output models/$$m --threads 1 --quiet $$teacher & \
 	  pids="$$pids $$!"; \
 	done; for p in $$pids; do wait $$p || exit 1; done
 	for m in $(SHIPPED); do \
