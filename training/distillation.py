@@ -23,16 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from lm.checkpoint import CheckpointError, load_model_dir
-from lm.models.family import RecurrentFamily
-from lm.scoring import score_streams
 from lm.tokenizers import Tokenizer
-
-
-TEACHER_STREAMS = 16  # streams a recurrent teacher reads side by side
-TEACHER_CHUNK = 128  # tokens per stream per forward pass
-
-
-MERGE_ROWS = 65_536  # positions merged at a time when several teachers are averaged (a dense (rows, V) block)
 
 
 def teacher_paths(teacher: str | list[str] | None) -> list[str]:
@@ -40,6 +31,9 @@ def teacher_paths(teacher: str | list[str] | None) -> list[str]:
     if teacher is None:
         return []
     return [teacher] if isinstance(teacher, str) else list(teacher)
+
+
+MERGE_ROWS = 65_536  # positions merged at a time when several teachers are averaged (a dense (rows, V) block)
 
 
 class TeacherError(ValueError):
@@ -74,24 +68,7 @@ class Teacher:
             best = torch.topk(F.log_softmax(logits.float(), dim=-1), top_k, dim=-1)
             tokens[rows], log_probs[rows], seen[rows] = best.indices.cpu().numpy(), best.values.cpu().numpy(), True
 
-        done = 0
-        if isinstance(self.family, RecurrentFamily):
-            # one stream would read token by token for minutes; side-by-side streams each start from an empty
-            # state, which costs a few dozen weak predictions per stream
-            length = (len(ids) - 1) // TEACHER_STREAMS
-            offsets = np.arange(TEACHER_STREAMS)[:, None] * length
-            def consume(logits: torch.Tensor, _targets: torch.Tensor) -> None:  # logits (streams, n, V)
-                nonlocal done
-                n = logits.shape[1]
-                keep((offsets + done + np.arange(n)[None, :]).reshape(-1), logits.reshape(-1, logits.shape[-1]))
-                done += n
-            score_streams(self.model, ids, consume, self.device, streams=TEACHER_STREAMS, chunk=TEACHER_CHUNK)
-            done = TEACHER_STREAMS * length if length else 0
-        at = done  # the rest (all of it for a window family) read in order, with all the context the family uses
-        for logits, _ in self.family.read_in_order(self.model, ids[done:], self.device):
-            n = logits.shape[1]
-            keep(np.arange(at, at + n), logits[0])
-            at += n
+        self.family.predict_all(self.model, ids, self.device, keep)
         if not seen.all():  # every position is read once; anything else is a bug, said plainly
             raise RuntimeError(f"the teacher read {int(seen.sum())} positions of {len(seen)}")
         return TeacherTargets(tokens, log_probs)

@@ -18,7 +18,7 @@ every family answers, never an `if` on the model type.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +35,8 @@ from lm.scoring import Consume, score_streams, score_windows, windows
 EVALUATION_BATCH = 32
 STREAM_CHUNK = 256  # tokens per forward pass when one stream is read (the state carries the rest)
 READ_SEGMENT = 32  # tokens per segment when a recurrent model reads a text segment by segment (read_in_order)
+PREDICT_STREAMS = 16  # streams a recurrent model reads side by side to predict every position (predict_all)
+PREDICT_CHUNK = 128  # tokens per stream per forward pass there
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,12 @@ class Family(ABC):
         autograd on, yielding (logits (1, S, V), targets (1, S)) of each segment's new tokens. Each forward pass runs
         only when the next segment is asked for, so the caller may change the weights in between (dynamic
         evaluation) and no segment is read by weights changed after it."""
+
+    @abstractmethod
+    def predict_all(self, model: nn.Module, ids: np.ndarray, device: Any,
+                    keep: Callable[[np.ndarray, torch.Tensor], None]) -> None:
+        """Every next-token prediction over `ids` once, read as quickly as the family can with useful context
+        (distillation's teacher): `keep(positions (n,), logits (n, V))`, position j predicting ids[j + 1]."""
 
     # --- generation ---------------------------------------------------------------------------------------------
     # The scheduler (lm/scheduler.py) keeps one state for a batch of rows, each row a sequence: a prompt is read on
@@ -177,6 +185,16 @@ class WindowedFamily(Family):
             y = torch.as_tensor(np.asarray(ids[start + 1: end + 1], dtype=np.int64), device=device)[None]
             yield model(x).logits[:, first:], y[:, first:]
 
+    def predict_all(self, model, ids, device, keep):
+        """score_text's batched, overlapping windows, which hand their scored tokens over in text order."""
+        at = 0
+        def consume(logits: torch.Tensor, _targets: torch.Tensor) -> None:
+            nonlocal at
+            logits = logits.reshape(-1, logits.shape[-1])
+            keep(np.arange(at, at + len(logits)), logits)
+            at += len(logits)
+        self.score_text(model, ids, consume, device)
+
     def prompt_window(self, model, ids):
         return ids[-model.context_length:]
 
@@ -240,6 +258,24 @@ class RecurrentFamily(Family):
             output = model(x, state)
             state = self.carry(output.state)
             yield output.logits, y
+
+    def predict_all(self, model, ids, device, keep):
+        """PREDICT_STREAMS streams read side by side (one stream would go token by token for minutes), each from an
+        empty state, which costs a few dozen weak predictions per stream; the few positions left over after them are
+        read in order."""
+        length = (len(ids) - 1) // PREDICT_STREAMS
+        offsets = np.arange(PREDICT_STREAMS)[:, None] * length  # (streams, 1): where each stream begins
+        read = 0  # tokens of each stream read so far
+        def consume(logits: torch.Tensor, _targets: torch.Tensor) -> None:  # logits (streams, n, V)
+            nonlocal read
+            n = logits.shape[1]
+            keep((offsets + read + np.arange(n)[None, :]).reshape(-1), logits.reshape(-1, logits.shape[-1]))
+            read += n
+        score_streams(model, ids, consume, device, streams=PREDICT_STREAMS, chunk=PREDICT_CHUNK)
+        at = PREDICT_STREAMS * length
+        for logits, _ in self.read_in_order(model, ids[at:], device):
+            keep(np.arange(at, at + logits.shape[1]), logits[0])
+            at += logits.shape[1]
 
 
 def _nested(change, state: Any, *others: Any) -> Any:

@@ -46,10 +46,25 @@ def test_the_teacher_reads_every_position_in_order(teacher_dir):
         Teacher(teacher_dir, torch.device("cpu"), loaded.tokenizer).read(ids, top_k=10_000)
 
 
+def test_a_window_teacher_reads_batched_windows_as_reading_in_order_would(teacher_dir):
+    """Many windows, 32 to a forward pass: the same predictions, at the same positions, as one window at a time."""
+    loaded = load_model_dir(teacher_dir)
+    context = loaded.model.config.context_length
+    ids = np.random.default_rng(2).integers(0, loaded.model.config.vocab_size, size=7 * context + 5)
+    targets = Teacher(teacher_dir, torch.device("cpu"), loaded.tokenizer).read(ids, top_k=3)
+    with torch.no_grad():
+        logits = torch.cat([part[0] for part, _ in loaded.family.read_in_order(loaded.model, ids, "cpu")])
+    expected = F.log_softmax(logits, -1).numpy()
+    assert expected.shape[0] == len(ids) - 1 == targets.tokens.shape[0]
+    kept = targets.log_probs.astype(np.float32)
+    assert np.allclose(np.take_along_axis(expected, targets.tokens, 1), kept, atol=5e-3)
+    assert np.allclose(-np.sort(-expected, 1)[:, :3], kept, atol=5e-3)
+
+
 def test_a_recurrent_teacher_reads_side_by_side_streams_each_from_an_empty_state(tmp_path):
     """Stream b covers positions [b * length, (b + 1) * length) as a reading of that stretch alone would; the few
     positions the streams leave over at the end are read after them, from an empty state too."""
-    from training.distillation import TEACHER_STREAMS
+    from lm.models.family import PREDICT_STREAMS as TEACHER_STREAMS
 
     out = tmp_path / "lstm-teacher"
     train(config_from_dict(tiny_config("lstm", max_steps=2, eval_interval=2), "t.yaml"),
