@@ -105,6 +105,12 @@ class TrainingConfig:
     teacher_weight: float = 0.5  # the KL term's share of the objective; the cross-entropy gets the rest
     teacher_top_k: int = 32  # the teacher's most likely next tokens kept at each position of the training text
 
+    def teacher_paths(self) -> list[str]:
+        """`teacher` as a list: one model directory, or several whose mean distribution is learnt."""
+        if self.teacher is None:
+            return []
+        return [self.teacher] if isinstance(self.teacher, str) else list(self.teacher)
+
 
 @dataclass
 class Config:
@@ -346,7 +352,7 @@ def validate(config: Config) -> None:
     need(t.threads is None or t.threads >= 1, "training.threads", "must be >= 1")
     need(0 < t.ema_decay < 1, "training.ema_decay", "must be in (0, 1)")
     need(0 <= t.swa_start < 1, "training.swa_start", "must be in [0, 1)")
-    teachers = [t.teacher] if isinstance(t.teacher, str) else t.teacher or []
+    teachers = t.teacher_paths()
     need(t.teacher is None or (bool(teachers) and all(path.strip() for path in teachers)), "training.teacher",
          "must name a model directory, or a list of them")
     need(0 < t.teacher_weight <= 1, "training.teacher_weight", "must be in (0, 1]")

@@ -26,13 +26,6 @@ from lm.checkpoint import CheckpointError, load_model_dir
 from lm.tokenizers import Tokenizer
 
 
-def teacher_paths(teacher: str | list[str] | None) -> list[str]:
-    """`training.teacher` as a list: one model directory, or several whose mean distribution is learnt."""
-    if teacher is None:
-        return []
-    return [teacher] if isinstance(teacher, str) else list(teacher)
-
-
 MERGE_ROWS = 65_536  # positions merged at a time when several teachers are averaged (a dense (rows, V) block)
 
 

@@ -43,7 +43,7 @@ from training.config import Config
 from training.data.corpus import Corpus, load_corpus
 from training.data.token_cache import encode_part, encode_parts
 from training.data.tokenizer_training import tokenizer_for
-from training.distillation import Teacher, TeacherError, TeacherTargets, teacher_paths
+from training.distillation import Teacher, TeacherTargets
 from training.evaluation import plots
 from training.evaluation.metrics import TokenStats, bits_per_char, perplexity, unigram_loss
 from training.hardware import PrecisionChoice, autocast_factory, describe, peak_flops, pick_device, resolve_precision
@@ -173,7 +173,7 @@ class Trainer:
             if opts.resume and resume.exists(self.output) and saved.is_file():
                 tokenizer = Tokenizer.from_file(saved)
             else:
-                teachers = teacher_paths(cfg.training.teacher)
+                teachers = cfg.training.teacher_paths()
                 for path in teachers:
                     if not (Path(path) / CONFIG_FILE).is_file():
                         raise TrainingError(f"training.teacher: no model directory at {path}")
@@ -216,11 +216,11 @@ class Trainer:
         started = time.perf_counter()
         names, read = [], []
         try:
-            for path in teacher_paths(t.teacher):  # one at a time: a teacher's weights go once it has read
+            for path in t.teacher_paths():  # one at a time: a teacher's weights go once it has read
                 teacher = Teacher(path, self.device, self.tokenizer)
                 names.append(teacher.name)
                 read.append(teacher.read(self.train_ids, t.teacher_top_k))
-        except (TeacherError, ValueError) as error:
+        except ValueError as error:  # TeacherError among them
             raise TrainingError(str(error)) from None
         targets = TeacherTargets.mean(read, t.teacher_top_k, self.tokenizer.vocab_size)
         seconds = time.perf_counter() - started
