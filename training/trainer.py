@@ -33,6 +33,7 @@ from tqdm import tqdm
 
 from lm.atomic import atomic_write_text
 from lm.batches import Batch
+from lm.cache import cache_dir
 from lm.checks import OptionError
 from lm.checkpoint import CONFIG_FILE, CURVE_FILE, RESUME_DIR, TOKENIZER_FILE, TRAIN_CONFIG_FILE, load_model_dir, save_model_dir
 from lm.models import build_model, family_of
@@ -43,7 +44,7 @@ from training.config import Config
 from training.data.corpus import Corpus, load_corpus
 from training.data.token_cache import encode_part, encode_parts
 from training.data.tokenizer_training import tokenizer_for
-from training.distillation import Teacher, TeacherTargets
+from training.distillation import TargetStore, Teacher, TeacherTargets
 from training.evaluation import plots
 from training.evaluation.metrics import TokenStats, bits_per_char, perplexity, unigram_loss
 from training.hardware import PrecisionChoice, autocast_factory, describe, peak_flops, pick_device, resolve_precision
@@ -213,19 +214,27 @@ class Trainer:
         """The teachers' names, their (mean) predictions over the training text (training/distillation.py) and the
         seconds reading took."""
         t = self.cfg.training
+        store = TargetStore(cache_dir() / "teachers")
         started = time.perf_counter()
         names, read = [], []
+        if not self.dist.is_main:  # rank 0 reads into the cache first; the others then find it there
+            distributed.barrier(self.dist)
         try:
             for path in t.teacher_paths():  # one at a time: a teacher's weights go once it has read
                 teacher = Teacher(path, self.device, self.tokenizer)
                 names.append(teacher.name)
-                read.append(teacher.read(self.train_ids, t.teacher_top_k))
+                read.append(teacher.read(self.train_ids, t.teacher_top_k, store))
         except ValueError as error:  # TeacherError among them
             raise TrainingError(str(error)) from None
-        targets = TeacherTargets.mean(read, t.teacher_top_k, self.tokenizer.vocab_size)
+        finally:
+            if self.dist.is_main:
+                distributed.barrier(self.dist)
+        targets = TeacherTargets.mean(read, t.teacher_top_k, self.tokenizer.vocab_size, store)
         seconds = time.perf_counter() - started
-        self._log(f"teacher {' + '.join(names)}{' (their mean)' if len(names) > 1 else ''}: read "
-                  f"{len(self.train_ids):,} training tokens in {seconds:.0f} s, the top {t.teacher_top_k} kept at each")
+        how = ("found in the cache" if all(r.cached for r in read) else
+               f"read {len(self.train_ids):,} training tokens")
+        self._log(f"teacher {' + '.join(names)}{' (their mean)' if len(names) > 1 else ''}: {how} in {seconds:.0f} s, "
+                  f"the top {t.teacher_top_k} kept at each")
         return names, targets, seconds
 
     def _measure_precision(self) -> tuple[PrecisionChoice, float]:

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from lm.checkpoint import load_model_dir
 from training.card import _teacher_lines, render_card
 from training.config import config_from_dict
-from training.distillation import Teacher, TeacherTargets
+from training.distillation import TargetStore, Teacher, TeacherTargets
 from training.trainer import RunOptions, Trainer, TrainingError, train
 from tests.training.conftest import run_cli, tiny_config, write_config
 
@@ -193,3 +193,83 @@ def test_cli_missing_teacher_is_one_line(tmp_path):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "training.teacher: no model directory" in lines[0] and "Traceback" not in result.stderr
     assert not (tmp_path / "out" / "model.safetensors").exists()
+
+
+def _read_with(teacher_dir, store, top_k=4, ids=None):
+    loaded = load_model_dir(teacher_dir)
+    ids = np.arange(300) % loaded.model.config.vocab_size if ids is None else ids
+    return Teacher(teacher_dir, torch.device("cpu"), loaded.tokenizer).read(ids, top_k, store)
+
+
+def test_a_reading_is_kept_on_disk_and_found_again(teacher_dir, tmp_path, monkeypatch):
+    store = TargetStore(tmp_path / "teachers")
+    first = _read_with(teacher_dir, store)
+    assert not first.cached and isinstance(first.tokens, np.memmap) and isinstance(first.log_probs, np.memmap)
+    in_memory = _read_with(teacher_dir, None)
+    assert np.array_equal(first.tokens, in_memory.tokens) and np.array_equal(first.log_probs, in_memory.log_probs)
+
+    def no_reading(*args, **kwargs):
+        raise AssertionError("read again instead of taken from the store")
+
+    with monkeypatch.context() as mp:
+        mp.setattr(type(load_model_dir(teacher_dir).family), "predict_all", no_reading)
+        again = _read_with(teacher_dir, store)
+        with pytest.raises(AssertionError, match="read again"):  # another k is another reading
+            _read_with(teacher_dir, store, top_k=3)
+        with pytest.raises(AssertionError, match="read again"):  # and so is another text
+            _read_with(teacher_dir, store, ids=np.arange(301) % 5)
+    assert again.cached and again.key == first.key
+    assert np.array_equal(again.tokens, first.tokens) and np.array_equal(again.log_probs, first.log_probs)
+
+
+def test_other_weights_are_another_reading(teacher_dir, tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    other = tmp_path / "other-teacher"
+    shutil.copytree(teacher_dir, other)
+    weights = load_file(other / "model.safetensors")
+    name = next(iter(weights))
+    weights[name] = weights[name] + 0.01
+    save_file(weights, other / "model.safetensors")
+    store = TargetStore(tmp_path / "teachers")
+    assert _read_with(teacher_dir, store).key != _read_with(other, store).key
+    assert len(list((tmp_path / "teachers").iterdir())) == 2
+
+
+def test_an_interrupted_reading_leaves_nothing_in_the_store(teacher_dir, tmp_path, monkeypatch):
+    store = TargetStore(tmp_path / "teachers")
+    family = type(load_model_dir(teacher_dir).family)
+    real = family.predict_all
+
+    def interrupted(self, model, ids, device, keep):
+        def half(rows, logits):
+            keep(rows, logits)
+            raise KeyboardInterrupt
+
+        real(self, model, ids, device, half)
+
+    monkeypatch.setattr(family, "predict_all", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        _read_with(teacher_dir, store)
+    assert list((tmp_path / "teachers").iterdir()) == []
+    monkeypatch.setattr(family, "predict_all", real)
+    assert not _read_with(teacher_dir, store).cached
+
+
+def test_a_store_that_cannot_be_written_reads_into_memory(teacher_dir, tmp_path):
+    (tmp_path / "a-file").write_text("not a directory")
+    targets = _read_with(teacher_dir, TargetStore(tmp_path / "a-file" / "teachers"))
+    assert not isinstance(targets.tokens, np.memmap) and not targets.cached
+    assert targets.tokens.shape == (299, 4)
+
+
+def test_a_second_run_with_the_same_teachers_takes_them_from_the_cache(teacher_dir, tmp_path):
+    """The one teacher's reading, and the ensemble's mean, come from `$SCRIPTORIUM_CACHE/teachers`."""
+    for teachers in (teacher_dir, [teacher_dir, teacher_dir]):
+        config = _teacher_config(teacher=teachers, max_steps=2, eval_interval=2)
+        first = Trainer(config_from_dict(config, "a.yaml"), RunOptions(output=tmp_path / "a", progress=False))
+        second = Trainer(config_from_dict(config, "b.yaml"), RunOptions(output=tmp_path / "b", progress=False))
+        assert second.teacher.cached and second.teacher.key == first.teacher.key
+        assert np.array_equal(second.teacher.log_probs, first.teacher.log_probs)
