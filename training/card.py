@@ -63,9 +63,11 @@ def _teacher_lines(training: dict[str, Any]) -> list[str]:
     source = (names[0] if len(names) == 1 else
               f"the mean next-token distribution of {', '.join(names[:-1])} and {names[-1]}")
     own = "the teacher's own training time is" if len(names) == 1 else "the teachers' own training times are"
+    temperature = teacher.get("temperature", 1.0)
+    softened = f", both softened at temperature {temperature:g}" if temperature != 1.0 else ""
     return [f"- **Teacher:** distilled from {source}: {teacher.get('weight')} of the objective is the KL divergence "
-            f"to its top {teacher.get('top_k')} next tokens at each position of the training text; {own} not in the "
-            f"training time above"]
+            f"to its top {teacher.get('top_k')} next tokens at each position of the training text{softened}; {own} "
+            f"not in the training time above"]
 
 
 def _samples(model_dir: Path, chars_per_token: float) -> list[tuple[str, dict[str, Any], str]]:

@@ -104,6 +104,7 @@ class TrainingConfig:
     teacher: Union[str, list[str], None] = None  # or several model directories: their mean distribution is learnt
     teacher_weight: float = 0.5  # the KL term's share of the objective; the cross-entropy gets the rest
     teacher_top_k: int = 32  # the teacher's most likely next tokens kept at each position of the training text
+    teacher_temperature: float = 1.0  # both distributions softened by it in the KL term, which is scaled by its square
 
     def teacher_paths(self) -> list[str]:
         """`teacher` as a list: one model directory, or several whose mean distribution is learnt."""
@@ -357,6 +358,7 @@ def validate(config: Config) -> None:
          "must name a model directory, or a list of them")
     need(0 < t.teacher_weight <= 1, "training.teacher_weight", "must be in (0, 1]")
     need(t.teacher_top_k >= 1, "training.teacher_top_k", "must be >= 1")
+    need(t.teacher_temperature > 0, "training.teacher_temperature", "must be > 0")
     need(t.averaging == "none" or t.optimizer != "ntasgd", "training.averaging",
          "ntasgd averages the weights itself; use averaging: none with it")
     from training.loggers import LOGGER_NAMES

@@ -134,19 +134,23 @@ class TeacherTargets:
                 merged.log_probs[block] = best.values.clamp_min(1e-30).log().numpy()
         return store.reopen(key, merged)
 
-    def lookup(self, starts: np.ndarray, seq_len: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, T, k) token ids and renormalised probabilities for windows beginning at `starts`."""
+    def lookup(self, starts: np.ndarray, seq_len: int, device: torch.device,
+               temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, T, k) token ids and renormalised probabilities (softened by `temperature`) for windows beginning at
+        `starts`."""
         rows = np.asarray(starts)[:, None] + np.arange(seq_len)[None, :]  # (B, T)
         tokens = torch.from_numpy(self.tokens[rows].astype(np.int64)).to(device)
-        probs = torch.softmax(torch.from_numpy(self.log_probs[rows].astype(np.float32)), dim=-1).to(device)
-        return tokens, probs
+        log_probs = torch.from_numpy(self.log_probs[rows].astype(np.float32))
+        return tokens, torch.softmax(log_probs / temperature, dim=-1).to(device)
 
-    def loss(self, starts: np.ndarray, student_logits: torch.Tensor) -> torch.Tensor:
-        """KL(teacher's renormalised top k || student) in nats, averaged over the batch's tokens."""
+    def loss(self, starts: np.ndarray, student_logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+        """KL(teacher's renormalised top k || student) in nats, averaged over the batch's tokens. Above temperature
+        1 both are softened by it and the divergence is scaled by its square (Hinton et al.), so that its gradients
+        keep their size beside the cross-entropy's."""
         B, T, _ = student_logits.shape
-        tokens, probs = self.lookup(starts, T, student_logits.device)
-        student = F.log_softmax(student_logits.float(), dim=-1).gather(-1, tokens)  # (B, T, k)
-        return (probs * (probs.clamp_min(1e-12).log() - student)).sum(-1).mean()
+        tokens, probs = self.lookup(starts, T, student_logits.device, temperature)
+        student = F.log_softmax(student_logits.float() / temperature, dim=-1).gather(-1, tokens)  # (B, T, k)
+        return (probs * (probs.clamp_min(1e-12).log() - student)).sum(-1).mean() * temperature ** 2
 
 
 class TargetStore:

@@ -412,7 +412,8 @@ class Trainer:
                         raise TrainingError("this model family's batches do not say where they are in the text, "
                                             "so it cannot learn from a teacher")
                     weight = self.cfg.training.teacher_weight
-                    objective = (1 - weight) * loss + weight * self.teacher.loss(batch.starts, out.logits)
+                    distance = self.teacher.loss(batch.starts, out.logits, self.cfg.training.teacher_temperature)
+                    objective = (1 - weight) * loss + weight * distance
                 for term in self.family.loss_terms(out, self.settings):
                     objective = objective + term
             objective = objective / self.cfg.training.grad_accum
@@ -535,7 +536,8 @@ class Trainer:
                 "world_size": self.dist.world_size,
                 "init_from": self.opts.init_from,
                 "teacher": ({"names": self.teacher_names, "weight": cfg.training.teacher_weight,
-                             "top_k": cfg.training.teacher_top_k} if self.teacher else None),
+                             "top_k": cfg.training.teacher_top_k, "temperature": cfg.training.teacher_temperature}
+                            if self.teacher else None),
                 "data": {
                     "source": corpus.source,
                     "content_hash": corpus.content_hash,

@@ -154,7 +154,7 @@ def test_a_student_moves_toward_its_teacher(teacher_dir, tmp_path):
     trainer.run()
     assert distance() < 0.5 * before
     recorded = json.loads((tmp_path / "student" / "config.json").read_text())["training"]
-    assert recorded["teacher"] == {"names": ["tiny-teacher"], "weight": 1.0, "top_k": 32}
+    assert recorded["teacher"] == {"names": ["tiny-teacher"], "weight": 1.0, "top_k": 32, "temperature": 1.0}
     assert "distilled from `tiny-teacher`" in render_card(tmp_path / "student")
 
 
@@ -273,3 +273,29 @@ def test_a_second_run_with_the_same_teachers_takes_them_from_the_cache(teacher_d
         second = Trainer(config_from_dict(config, "b.yaml"), RunOptions(output=tmp_path / "b", progress=False))
         assert second.teacher.cached and second.teacher.key == first.teacher.key
         assert np.array_equal(second.teacher.log_probs, first.teacher.log_probs)
+
+
+def test_a_temperature_softens_both_sides_and_scales_the_divergence_by_its_square():
+    rng = np.random.default_rng(3)
+    vocab, k, temperature = 5, 3, 2.0
+    teacher_logp = np.log(rng.dirichlet(np.ones(vocab), size=4))
+    order = np.argsort(-teacher_logp, axis=1)[:, :k]
+    targets = TeacherTargets(order.astype(np.int32), np.take_along_axis(teacher_logp, order, 1).astype(np.float16))
+    student = torch.randn(1, 2, vocab, generator=torch.Generator().manual_seed(1))
+    total = 0.0
+    for t in range(2):
+        q = np.exp(teacher_logp[1 + t, order[1 + t]].astype(np.float16).astype(np.float64) / temperature)
+        q /= q.sum()
+        p = F.log_softmax(student[0, t].double() / temperature, -1).numpy()[order[1 + t]]
+        total += (q * (np.log(q) - p)).sum()
+    got = targets.loss(np.array([1]), student, temperature).item()
+    assert got == pytest.approx(temperature ** 2 * total / 2, rel=1e-4)
+    assert got != pytest.approx(targets.loss(np.array([1]), student).item(), rel=1e-2)
+    line = _teacher_lines({"teacher": {"names": ["t"], "weight": 0.5, "top_k": 32, "temperature": 2.0}})[0]
+    assert "softened at temperature 2" in line
+    assert "temperature" not in _teacher_lines({"teacher": {"names": ["t"], "weight": 0.5, "top_k": 32}})[0]
+
+
+def test_a_temperature_must_be_positive(tmp_path):
+    with pytest.raises(ValueError, match="teacher_temperature"):
+        config_from_dict(_teacher_config(teacher="somewhere", teacher_temperature=0), "t.yaml")
