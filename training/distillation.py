@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from lm.atomic import make_staging_dir
-from lm.checkpoint import CONFIG_FILE, WEIGHTS_FILE, CheckpointError, load_model_dir
+from lm.checkpoint import WEIGHTS_FILE, CheckpointError, load_model_dir
 from lm.models.family import PREDICT_CHUNK, PREDICT_STREAMS
 from lm.tokenizers import Tokenizer
 
@@ -61,14 +61,13 @@ class Teacher:
                                f"data.tokenizer_path unset (the run then takes the teacher's) or point it at {path}")
         self.name = loaded.config.get("name") or Path(path).name
         self.model, self.family, self.device = loaded.model.requires_grad_(False), loaded.family, device
-        self.path = Path(path)
+        self.path, self.model_config = Path(path), loaded.config.get("model")
 
     def fingerprint(self) -> str:
         """What decides its predictions: the weights and the model section of config.json, and how it reads (the
         family, and the streams and chunks a recurrent model reads in)."""
         digest = hashlib.sha256(f"{TARGETS_VERSION}\0{self.family.name}\0{PREDICT_STREAMS}\0{PREDICT_CHUNK}".encode())
-        config = json.loads((self.path / CONFIG_FILE).read_text(encoding="utf-8"))
-        digest.update(json.dumps(config.get("model"), sort_keys=True).encode())
+        digest.update(json.dumps(self.model_config, sort_keys=True).encode())
         with open(self.path / WEIGHTS_FILE, "rb") as weights:
             for block in iter(lambda: weights.read(1 << 22), b""):
                 digest.update(block)
@@ -82,8 +81,10 @@ class Teacher:
             raise ValueError(f"training.teacher_top_k must be in 1..{self.model.config.vocab_size}, got {top_k}")
         ids = np.asarray(ids)
         store = store or TargetStore(None)
-        text = hashlib.sha256(np.ascontiguousarray(ids)).hexdigest()  # the bytes: no copy of a large memmap
-        key = store.key(self.fingerprint(), text, ids.dtype.str, len(ids), top_k) if store.root else ""
+        key = ""
+        if store.root:  # hashed as they are: no copy of a large memmap
+            text = hashlib.sha256(np.ascontiguousarray(ids)).hexdigest()
+            key = store.key(self.fingerprint(), text, ids.dtype.str, len(ids), top_k)
         if (kept := store.load(key)) is not None:
             return kept
         seen = np.zeros(len(ids) - 1, dtype=bool)
@@ -193,10 +194,8 @@ class TargetStore:
         """Empty (rows, top_k) targets to fill in the block; kept under `key` when it ends without an error."""
         staging = None
         if self.root and key:
-            try:
+            with contextlib.suppress(OSError):  # a read-only cache: read into memory
                 staging = make_staging_dir(self.root / key)
-            except OSError:  # a read-only cache: read into memory
-                staging = None
         if staging is None:
             yield TeacherTargets(np.empty((rows, top_k), np.int32), np.empty((rows, top_k), np.float16))
             return
