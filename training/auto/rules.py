@@ -63,16 +63,25 @@ GPT_LADDER = ((2, 64, 2), (3, 96, 3), (4, 128, 4), (4, 192, 4), (6, 192, 6), (6,
               (12, 512, 8), (12, 768, 12))  # (layers, width, heads): gpt-small is 4 x 128, the shipped GPT 6 x 192
 LSTM_LADDER = ((2, 128), (2, 256), (2, 384), (2, 512), (3, 768), (3, 1150))  # (layers, hidden = tied embedding)
 
-# Regularisation by the passes the budget makes over the training text: gpt-small (~1.7 passes in 224 s, dropout 0)
-# and the shipped models (~25 passes in an hour, dropout 0.2) are the measured points; the rest is a guess that
-# grows with them, with early stopping behind it.
-DROPOUT_BY_PASSES = ((1.5, 0.0), (6.0, 0.1), (30.0, 0.2), (100.0, 0.3), (math.inf, 0.4))
+# Regularisation by the passes the budget makes over the training text. Measured: gpt-small (~1.7 passes in 224 s,
+# dropout 0); --auto's 3 x 96 GPT at 224 s on TinyShakespeare (4.4 passes), where dropout 0 beat 0.1 by 0.057
+# nats/char (1.5127 against 1.5692); the shipped models (~25 passes in an hour, 0.1-0.2). The rows between and
+# beyond are guesses that grow with the passes, with early stopping behind them.
+DROPOUT_BY_PASSES = ((8.0, 0.0), (16.0, 0.1), (30.0, 0.2), (100.0, 0.3), (math.inf, 0.4))
+# Sequences a batch, by device and family. A GPT on a CPU takes small batches: at 224 s on TinyShakespeare the 3 x 96
+# GPT (dropout 0) went from 1.5127 nats/char at 32 sequences to 1.4973 at 16, 1.4948 at 8 and 1.4869 at 4, the
+# tokens/s about the same at one thread (more steps, each on less text). 8 keeps two threads busier than 4 would.
+# The LSTM keeps the shipped preset's 32 (its batch pairs, benchmarks.md); a GPU takes 64.
+BATCH_SIZE = {("cpu", "gpt"): 8, ("cpu", "lstm"): 32}
+GPU_BATCH_SIZE = 64
 # Peak learning rate by the model's width, the first row the width fits under: the GPT's from gpt-small,
 # shakespeare-gpt and nanoGPT's 6 x 384; the LSTM's 3e-3 up to 384 from the shipped 2 x 384's hour pairs (3e-3 beat
 # 2e-3 by 0.016-0.017 nats/char, benchmarks.md), the wider rates unmeasured.
 LEARNING_RATE_BY_WIDTH = {"gpt": ((128, 3e-3), (256, 2e-3), (math.inf, 1e-3)),
                           "lstm": ((384, 3e-3), (512, 2e-3), (math.inf, 1e-3))}
-ATTENTION_DROPOUT_FROM_STEPS = 1000  # a GPT's attention dropout: off below (a short run learns faster), = dropout from
+# A GPT's attention dropout: off in a run that reads fewer tokens (a short run learns faster), = dropout from there.
+# Measured in steps of the shipped GPT's 32 x 128 batches: it led without up to ~1,000 of them and trailed from ~1,200.
+ATTENTION_DROPOUT_FROM_TOKENS = 1000 * 32 * 128
 EARLY_STOPPING_FROM_PASSES = 2.0  # below, every batch is new text: validation cannot rise from memorising it
 PATIENCE = 3
 EVALUATIONS = 10  # validations in a run: enough for early stopping, few enough to cost ~5% of the steps
@@ -268,7 +277,7 @@ def plan_run(stats: CorpusStats, budget_s: float, train_s: float, speed_of: Spee
     vocab_for_model = vocab if vocab else stats.charset + 1  # char: every character of the text (+ <unk>)
     train_tokens = max(1, int(stats.train_chars / chars_per_token))
     family, why_family = choose_family(budget_s, device, given_model)
-    batch_size = int(given_training.get("batch_size", 32 if device == "cpu" else 64))
+    batch_size = int(given_training.get("batch_size", BATCH_SIZE.get((device, family), GPU_BATCH_SIZE)))
     seq_len = int(given_training.get("seq_len", given_model.get("context_length", 128 if device == "cpu" else 256)))
     eval_rows = int(given_training.get("eval_batch_size") or (16 if family == "lstm" else batch_size))
 
@@ -300,8 +309,9 @@ def plan_run(stats: CorpusStats, budget_s: float, train_s: float, speed_of: Spee
     model = {"type": family, **candidate.options}
     if family == "gpt":
         # attention dropout off for short runs: the shipped GPT led without it up to ~1,000 steps (-0.028 nats/char
-        # at 12 minutes) and trailed from ~1,200 on (+0.023 at an hour's 3,100 steps, benchmarks.md)
-        model.update(dropout=dropout, attn_dropout=0.0 if steps < ATTENTION_DROPOUT_FROM_STEPS else dropout)
+        # at 12 minutes) and trailed from ~1,200 on (+0.023 at an hour's 3,100 steps, benchmarks.md); counted in
+        # tokens, as the batch differs
+        model.update(dropout=dropout, attn_dropout=0.0 if tokens < ATTENTION_DROPOUT_FROM_TOKENS else dropout)
         training = {"weight_decay": 0.1, "grad_clip": 1.0, "betas": [0.9, 0.99]}
     else:  # the shipped LSTM's proportions between its dropouts, scaled with the passes
         model.update(dropout=dropout, dropout_hidden=dropout, dropout_input=round(dropout / 2, 3),
@@ -332,7 +342,7 @@ def plan_run(stats: CorpusStats, budget_s: float, train_s: float, speed_of: Spee
         f"family: {why_family}",
         f"size: {size_why}",
         f"regularisation: {passes:.1f} passes over ~{train_tokens:,} training tokens -> dropout {dropout:g}"
-        + (f" (attention {model['attn_dropout']:g}: {steps:,} steps)" if family == "gpt" else "")
+        + (f" (attention {model['attn_dropout']:g}: {tokens / 1e6:.1f}M tokens)" if family == "gpt" else "")
         + f", weight decay {training['weight_decay']:g}, {stop}",
         f"schedule: warmup {training['warmup_steps']} steps, cosine from lr {lr:g} to {training['min_lr']:g} ending "
         f"at {train_s:.0f}s, validation every {evaluations_every} steps",
