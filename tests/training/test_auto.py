@@ -51,8 +51,14 @@ EPYC_GPT_SPEEDS = {"GPT 2 x 64": 48_818, "GPT 3 x 96": 21_580, "GPT 4 x 128": 11
                    "GPT 6 x 192": 4_759}
 
 
-def epyc_speed(candidate: Candidate) -> Speed:
-    return Speed(float(EPYC_GPT_SPEEDS.get(candidate.label(), 2_000)), "bf16", "injected")
+def measured_speed(tokens_per_second: dict[str, int]):
+    """A device with the timed speeds of `tokens_per_second` (by candidate label); shapes not timed are slow."""
+    def speed_of(candidate: Candidate) -> Speed:
+        return Speed(float(tokens_per_second.get(candidate.label(), 2_000)), "bf16", "injected")
+    return speed_of
+
+
+epyc_speed = measured_speed(EPYC_GPT_SPEEDS)
 
 
 def test_a_text_read_many_times_gets_a_larger_model_than_the_tokens_per_parameter_floor():
@@ -94,10 +100,7 @@ def test_a_longer_budget_or_a_faster_device_gets_a_larger_model():
 
 # The same EPYC's speeds at batches of 8 (bf16, one thread), as --auto timed them at 224 s
 EPYC_GPT_SPEEDS_BATCH_8 = {"GPT 2 x 64": 24_048, "GPT 3 x 96": 13_838, "GPT 4 x 128": 8_316, "GPT 4 x 192": 5_199}
-
-
-def epyc_speed_batch_8(candidate: Candidate) -> Speed:
-    return Speed(float(EPYC_GPT_SPEEDS_BATCH_8.get(candidate.label(), 2_000)), "bf16", "injected")
+epyc_speed_batch_8 = measured_speed(EPYC_GPT_SPEEDS_BATCH_8)
 
 
 def test_a_short_run_that_reads_the_text_a_few_times_keeps_dropout_off():
